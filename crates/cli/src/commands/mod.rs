@@ -1,0 +1,4 @@
+//! One module per subcommand; each has an `…Args` struct and a `run` function.
+
+pub(crate) mod archive;
+pub(crate) mod serve;

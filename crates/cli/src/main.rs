@@ -1,0 +1,38 @@
+//! The `oxserve` binary: parses the command line, sets up logging and runs one subcommand.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// oxserve: a model server for ONNX models that speaks TorchServe's APIs and the Open Inference Protocol.
+#[derive(Debug, Parser)]
+#[command(name = "oxserve", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the model server.
+    Serve(Box<commands::serve::ServeArgs>),
+    /// Package a model into a TorchServe-compatible archive (.mar), like torch-model-archiver.
+    Archive(commands::archive::ArchiveArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(*args),
+        Command::Archive(args) => commands::archive::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("oxserve: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Model archives (being written).

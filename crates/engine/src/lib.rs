@@ -1,0 +1,2 @@
+//! The serving core of oxserve.
+pub mod archive;
