@@ -1,1 +1,66 @@
-//! placeholder
+//! The seam between oxserve's serving core and its inference engines.
+//!
+//! This crate owns plain data — [`Tensor`], [`DType`], [`Signature`] — and the three traits every engine
+//! implements, split the way tract splits `Runtime → Runnable → State`:
+//!
+//! - [`Backend`] loads a model file into a [`LoadedModel`];
+//! - a [`LoadedModel`] is shared by all workers of a model (`Send + Sync`, held in an `Arc`) and knows
+//!   the model's [`Signature`];
+//! - each worker thread owns one [`Session`] made by [`LoadedModel::new_session`], and runs batches on it
+//!   with `&mut self`, so engines whose run call needs exclusive access (ONNX Runtime) never share a lock.
+//!
+//! Nothing here knows about HTTP, queues or tokio, so the scheduler can be tested against any engine.
+
+mod error;
+mod signature;
+mod tensor;
+
+pub use error::{BackendError, BoxError};
+pub use signature::{Dim, Signature, TensorSpec};
+pub use tensor::{DType, Tensor, TensorData, element_count};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a model comes from and how its sessions should run.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSource {
+    /// The serialized model file (an `.onnx`).
+    pub path: PathBuf,
+    /// Intra-op threads each session may use; `None` lets the engine choose.
+    pub intra_threads: Option<usize>,
+}
+
+/// An inference engine that can load model files.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// A short engine name for logs and describe output, e.g. `"tract"`.
+    fn name(&self) -> &'static str;
+
+    /// Loads and validates a model.
+    ///
+    /// # Errors
+    /// [`BackendError::Load`] when the file cannot be read or the engine does not support the model.
+    fn load(&self, source: &ModelSource) -> Result<Arc<dyn LoadedModel>, BackendError>;
+}
+
+/// A model loaded once and shared by every worker that serves it.
+pub trait LoadedModel: Send + Sync + std::fmt::Debug {
+    /// Input and output names, dtypes and shapes as declared by the model file.
+    fn signature(&self) -> &Signature;
+
+    /// Makes the per-worker state that runs inference.
+    ///
+    /// # Errors
+    /// When the engine cannot allocate the state (for example a device that is not there).
+    fn new_session(&self) -> Result<Box<dyn Session>, BackendError>;
+}
+
+/// Per-worker inference state; owned by exactly one worker thread.
+pub trait Session: Send {
+    /// Runs the model on one batch. `inputs` are in [`Signature::inputs`] order and already checked
+    /// against the signature; outputs come back in [`Signature::outputs`] order.
+    ///
+    /// # Errors
+    /// [`BackendError::InvalidInput`] for inputs the engine refuses, [`BackendError::Inference`] otherwise.
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+}

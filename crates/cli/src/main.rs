@@ -1,6 +1,8 @@
 //! The `oxserve` binary: parses the command line, sets up logging and runs one subcommand.
 
 mod commands;
+mod logging;
+mod settings;
 
 use std::process::ExitCode;
 

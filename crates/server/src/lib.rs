@@ -1,1 +1,217 @@
-//! placeholder
+//! oxserve's HTTP front end: TorchServe's inference API (`/ping`, `/predictions`), the Open Inference
+//! Protocol REST API (`/v2/…`), TorchServe's management API (`/models…`) and `/metrics`, each on its
+//! own listener as in TorchServe (8080, 8081, 8082).
+//!
+//! ```no_run
+//! # async fn demo(registry: std::sync::Arc<oxserve_engine::Registry>) -> std::io::Result<()> {
+//! let server = oxserve_server::Server::bind(oxserve_server::ServerConfig::default(), registry).await?;
+//! println!("inference API on {}", server.inference_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod body;
+mod error;
+mod inference;
+mod management;
+mod metrics;
+mod v2;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use oxserve_engine::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::error::ApiError;
+
+/// Listener addresses and HTTP limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Inference API (TorchServe `inference_address`).
+    pub inference_address: SocketAddr,
+    /// Management API (`management_address`).
+    pub management_address: SocketAddr,
+    /// Metrics API (`metrics_address`).
+    pub metrics_address: SocketAddr,
+    /// Largest request body accepted, in bytes (`max_request_size`).
+    pub max_request_size: usize,
+    /// Largest response body sent, in bytes (`max_response_size`).
+    pub max_response_size: usize,
+    /// Whether register and unregister calls are allowed (`enable_model_api`).
+    pub enable_model_api: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Self {
+            inference_address: local(8080),
+            management_address: local(8081),
+            metrics_address: local(8082),
+            max_request_size: 6_553_500,
+            max_response_size: 6_553_500,
+            enable_model_api: false,
+        }
+    }
+}
+
+/// What every request handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: Arc<ServerConfig>,
+}
+
+/// The API a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Inference,
+    Management,
+    Metrics,
+}
+
+/// Bound listeners, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    listeners: Vec<(Vec<Api>, TcpListener)>,
+}
+
+impl Server {
+    /// Binds every listener. Addresses that are equal share one listener serving both APIs.
+    ///
+    /// # Errors
+    /// When an address cannot be bound.
+    pub async fn bind(config: ServerConfig, registry: Arc<Registry>) -> std::io::Result<Self> {
+        let wanted = [
+            (Api::Inference, config.inference_address),
+            (Api::Management, config.management_address),
+            (Api::Metrics, config.metrics_address),
+        ];
+        let mut groups: Vec<(SocketAddr, Vec<Api>)> = Vec::new();
+        for (api, addr) in wanted {
+            match groups.iter_mut().find(|(a, _)| *a == addr && addr.port() != 0) {
+                Some((_, apis)) => apis.push(api),
+                None => groups.push((addr, vec![api])),
+            }
+        }
+        let mut listeners = Vec::new();
+        for (addr, apis) in groups {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} for {apis:?}: {e}"))
+            })?;
+            listeners.push((apis, listener));
+        }
+        Ok(Self { state: AppState { registry, config: Arc::new(config) }, listeners })
+    }
+
+    fn addr_of(&self, api: Api) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(apis, _)| apis.contains(&api))
+            .and_then(|(_, l)| l.local_addr().ok())
+            .expect("every API has a bound listener")
+    }
+
+    /// Where the inference API listens.
+    pub fn inference_addr(&self) -> SocketAddr {
+        self.addr_of(Api::Inference)
+    }
+
+    /// Where the management API listens.
+    pub fn management_addr(&self) -> SocketAddr {
+        self.addr_of(Api::Management)
+    }
+
+    /// Where the metrics API listens.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.addr_of(Api::Metrics)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish.
+    ///
+    /// # Errors
+    /// When a listener fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let token = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (apis, listener) in self.listeners {
+            let router = router(&apis, self.state.clone());
+            let token = token.clone();
+            info!(addr = %listener.local_addr()?, apis = ?apis, "listening");
+            tasks.spawn(async move {
+                axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await
+            });
+        }
+        tokio::spawn({
+            let token = token.clone();
+            async move {
+                shutdown.await;
+                token.cancel();
+            }
+        });
+        while let Some(result) = tasks.join_next().await {
+            result.map_err(std::io::Error::other)??;
+            // One listener ending (an error) ends them all.
+            token.cancel();
+        }
+        Ok(())
+    }
+}
+
+fn router(apis: &[Api], state: AppState) -> Router {
+    let mut router = Router::new();
+    for api in apis {
+        router = router.merge(match api {
+            Api::Inference => inference_routes(),
+            Api::Management => management_routes(),
+            Api::Metrics => Router::new().route("/metrics", get(metrics::metrics)),
+        });
+    }
+    router
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .with_state(state)
+}
+
+fn inference_routes() -> Router<AppState> {
+    Router::new()
+        .route("/ping", get(inference::ping))
+        .route("/predictions/{model}", post(inference::predict))
+        .route("/predictions/{model}/{version}", post(inference::predict_version))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{model}", get(v2::model_metadata))
+        .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/infer", post(v2::infer))
+        .route("/v2/models/{model}/versions/{version}", get(v2::version_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", get(v2::version_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer_version))
+}
+
+fn management_routes() -> Router<AppState> {
+    Router::new()
+        .route("/models", post(management::register).get(management::list))
+        .route(
+            "/models/{model}",
+            get(management::describe).put(management::scale).delete(management::unregister),
+        )
+        .route(
+            "/models/{model}/{version}",
+            get(management::describe_version)
+                .put(management::scale_with_version)
+                .delete(management::unregister_version),
+        )
+        .route("/models/{model}/{version}/set-default", put(management::set_default))
+}

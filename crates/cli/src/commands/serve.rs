@@ -1,6 +1,194 @@
-//! `oxserve serve` (being written).
+//! `oxserve serve`: loads models and serves TorchServe's APIs and the Open Inference Protocol.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use oxserve_backend_tract::TractBackend;
+use oxserve_engine::handler::HandlerRegistry;
+use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_server::Server;
+use tracing::info;
+
+use crate::settings::{Layers, StartupModel};
+
+/// Flags of `oxserve serve`. Each flag overrides the same key of `config.properties`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {}
-pub(crate) fn run(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+pub(crate) struct ServeArgs {
+    /// Folder holding model archives (.mar, .tar.gz), model folders or .onnx files (`model_store`).
+    #[arg(long)]
+    model_store: Option<PathBuf>,
+
+    /// Models to load at startup: `all`, or archive names, optionally `name=archive`, separated by
+    /// commas or spaces (`load_models`).
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    models: Vec<String>,
+
+    /// TorchServe-style config.properties; also taken from TS_CONFIG_FILE, then ./config.properties.
+    #[arg(long, env = "TS_CONFIG_FILE")]
+    ts_config: Option<PathBuf>,
+
+    /// Inference API address, e.g. http://127.0.0.1:8080 (`inference_address`).
+    #[arg(long)]
+    inference_address: Option<String>,
+
+    /// Management API address (`management_address`).
+    #[arg(long)]
+    management_address: Option<String>,
+
+    /// Metrics API address (`metrics_address`).
+    #[arg(long)]
+    metrics_address: Option<String>,
+
+    /// Allow registering and unregistering models through the management API (`enable_model_api`).
+    /// Off by default: only models named at startup load.
+    #[arg(long)]
+    enable_model_api: bool,
+
+    /// Accepted for TorchServe compatibility; oxserve always runs in the foreground.
+    #[arg(long, hide = true)]
+    foreground: bool,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("oxserve-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
+    let mut layers = Layers::default();
+    let config_file = args.ts_config.clone().or_else(|| {
+        let local = PathBuf::from("config.properties");
+        local.exists().then_some(local)
+    });
+    if let Some(path) = &config_file {
+        layers.read_file(path)?;
+        info!(path = %path.display(), "read config.properties");
+    }
+    if let Some(store) = &args.model_store {
+        layers.set("model_store", store.to_string_lossy());
+    }
+    if !args.models.is_empty() {
+        layers.set("load_models", args.models.join(","));
+    }
+    for (key, value) in [
+        ("inference_address", &args.inference_address),
+        ("management_address", &args.management_address),
+        ("metrics_address", &args.metrics_address),
+    ] {
+        if let Some(v) = value {
+            layers.set(key, v.clone());
+        }
+    }
+    if args.enable_model_api {
+        layers.set("enable_model_api", "true");
+    }
+    let env: HashMap<String, String> = std::env::vars().collect();
+    layers.apply_env(&env)?;
+    Ok(layers)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = layers(&args)?.resolve()?;
+    info!(server = ?settings.server, engine = ?settings.engine, "effective configuration");
+    let store = settings.engine.model_store.clone();
+    let registry = Arc::new(Registry::new(
+        settings.engine.clone(),
+        Arc::new(TractBackend),
+        HandlerRegistry::with_builtins(),
+    ));
+    load_startup_models(&registry, &store, &settings.load_models).await?;
+    let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
+    info!(
+        inference = %server.inference_addr(),
+        management = %server.management_addr(),
+        metrics = %server.metrics_addr(),
+        "Model server started"
+    );
+    // Scripts (TorchServe's benchmark among them) wait for this line on stdout.
+    println!("Model server started.");
+    server.run(shutdown_signal()).await?;
+    info!("shutting down: finishing queued requests");
+    tokio::task::spawn_blocking(move || registry.shutdown()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Expands the startup list and registers each model; any failure stops startup with its reason.
+async fn load_startup_models(
+    registry: &Arc<Registry>,
+    store: &Path,
+    models: &[StartupModel],
+) -> anyhow::Result<()> {
+    let mut wanted = Vec::new();
+    for m in models {
+        match m {
+            StartupModel::All => {
+                let entries = std::fs::read_dir(store)
+                    .with_context(|| format!("cannot list the model store {}", store.display()))?;
+                let mut names: Vec<String> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| is_model_entry(store, n))
+                    .collect();
+                names.sort();
+                wanted.extend(names.into_iter().map(|url| (None, url)));
+            }
+            StartupModel::One { name, url } => wanted.push((name.clone(), url.clone())),
+        }
+    }
+    for (name, url) in wanted {
+        // Startup models come from the operator's own command line: a path outside the store is allowed.
+        let path =
+            if Path::new(&url).is_absolute() { PathBuf::from(&url) } else { store.join(&url) };
+        let request = RegisterRequest {
+            url: url.clone(),
+            model_name: name,
+            synchronous: true,
+            loaded_at_startup: true,
+            ..RegisterRequest::default()
+        };
+        registry
+            .register_path(path, request)
+            .await
+            .with_context(|| format!("cannot load startup model `{url}`"))?;
+    }
+    Ok(())
+}
+
+/// Model store entries `--models all` picks up: archives, .onnx files and folders.
+fn is_model_entry(store: &Path, name: &str) -> bool {
+    if name.starts_with('.') {
+        return false;
+    }
+    let lower = name.to_ascii_lowercase();
+    [".mar", ".tar.gz", ".tgz", ".zip", ".onnx"].iter().any(|s| lower.ends_with(s))
+        || store.join(name).is_dir()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }

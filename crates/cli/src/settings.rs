@@ -1,0 +1,280 @@
+//! Server settings from TorchServe's `config.properties`, command-line flags and `TS_*` environment
+//! variables, in TorchServe's precedence: environment > flags > file > defaults. Environment variables
+//! count only when `enable_envvars_config=true`, as in TorchServe.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use oxserve_engine::config::{EngineConfig, ModelOverrides};
+use oxserve_server::ServerConfig;
+
+/// Keys of config.properties that oxserve reads; others are logged as ignored.
+const KNOWN_KEYS: &[&str] = &[
+    "inference_address",
+    "management_address",
+    "metrics_address",
+    "model_store",
+    "load_models",
+    "models",
+    "default_workers_per_model",
+    "job_queue_size",
+    "max_request_size",
+    "max_response_size",
+    "default_response_timeout",
+    "enable_model_api",
+    "enable_envvars_config",
+];
+
+/// Raw settings as strings, layered; parsed once all layers are in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layers {
+    values: HashMap<String, String>,
+}
+
+impl Layers {
+    /// Reads a config.properties file (Java properties syntax: `key=value`, `\` line continuations).
+    pub(crate) fn read_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let props = java_properties::read(std::io::BufReader::new(file))
+            .with_context(|| format!("cannot parse {}", path.display()))?;
+        for (key, value) in props {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                tracing::warn!(key, "config.properties key is not used by oxserve");
+            }
+            self.values.insert(key, value.trim().to_owned());
+        }
+        Ok(())
+    }
+
+    /// Sets a key from a flag or variable.
+    pub(crate) fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_owned(), value.into());
+    }
+
+    /// Applies `TS_<KEY>` variables from `env` when `enable_envvars_config` is true in the layers so far.
+    pub(crate) fn apply_env(&mut self, env: &HashMap<String, String>) -> anyhow::Result<()> {
+        if !self.flag("enable_envvars_config")? {
+            return Ok(());
+        }
+        for key in KNOWN_KEYS {
+            if let Some(v) = env.get(&format!("TS_{}", key.to_uppercase())) {
+                self.values.insert((*key).to_owned(), v.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, key: &str) -> anyhow::Result<bool> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => bail!("{key} must be true or false, got `{v}`"),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => {
+                v.parse().map_err(|_| anyhow::anyhow!("{key} must be a whole number, got `{v}`"))
+            }
+        }
+    }
+
+    fn address(&self, key: &str, default: &str) -> anyhow::Result<SocketAddr> {
+        parse_address(self.get(key).unwrap_or(default)).with_context(|| format!("invalid {key}"))
+    }
+
+    /// Validates every layer into the configurations the server and engine take.
+    pub(crate) fn resolve(&self) -> anyhow::Result<Resolved> {
+        let server = ServerConfig {
+            inference_address: self.address("inference_address", "http://127.0.0.1:8080")?,
+            management_address: self.address("management_address", "http://127.0.0.1:8081")?,
+            metrics_address: self.address("metrics_address", "http://127.0.0.1:8082")?,
+            max_request_size: self.number("max_request_size", 6_553_500)?,
+            max_response_size: self.number("max_response_size", 6_553_500)?,
+            enable_model_api: self.flag("enable_model_api")?,
+        };
+        let defaults = EngineConfig::default();
+        let default_workers_per_model =
+            self.number("default_workers_per_model", defaults.default_workers_per_model)?;
+        let engine = EngineConfig {
+            model_store: self.get("model_store").map(PathBuf::from).unwrap_or(defaults.model_store),
+            // TorchServe's 0 means "not set": one worker on CPU.
+            default_workers_per_model: if default_workers_per_model == 0 {
+                1
+            } else {
+                default_workers_per_model
+            },
+            job_queue_size: self.number("job_queue_size", defaults.job_queue_size)?,
+            default_response_timeout: Duration::from_secs(
+                self.number(
+                    "default_response_timeout",
+                    defaults.default_response_timeout.as_secs(),
+                )?,
+            ),
+            models: match self.get("models") {
+                Some(json) => parse_models(json)?,
+                None => BTreeMap::new(),
+            },
+            ..defaults
+        };
+        if engine.job_queue_size == 0 {
+            bail!("job_queue_size must be at least 1");
+        }
+        let load_models = self.get("load_models").map(parse_load_models).unwrap_or_default();
+        Ok(Resolved { server, engine, load_models })
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) server: ServerConfig,
+    pub(crate) engine: EngineConfig,
+    pub(crate) load_models: Vec<StartupModel>,
+}
+
+/// A model named at startup: `all`, a file name, or `name=file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartupModel {
+    /// Everything in the model store.
+    All,
+    /// One archive or folder, optionally under a given name.
+    One { name: Option<String>, url: String },
+}
+
+/// Parses `load_models` / `--models`: `standalone` (nothing), `all`, or a comma-separated list of
+/// `file` and `name=file`.
+pub(crate) fn parse_load_models(value: &str) -> Vec<StartupModel> {
+    value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "standalone")
+        .map(|s| match s.split_once('=') {
+            _ if s == "all" => StartupModel::All,
+            Some((name, url)) => {
+                StartupModel::One { name: Some(name.to_owned()), url: url.to_owned() }
+            }
+            None => StartupModel::One { name: None, url: s.to_owned() },
+        })
+        .collect()
+}
+
+/// TorchServe's `models={"name": {"1.0": {"minWorkers": 1, …}}}`.
+fn parse_models(json: &str) -> anyhow::Result<BTreeMap<String, BTreeMap<String, ModelOverrides>>> {
+    serde_json::from_str(json).context("invalid `models` value in config.properties")
+}
+
+/// Parses a listener address: `http://host:port`, `host:port`. `https://` and `unix:` are refused
+/// with a clear message rather than silently served as plain HTTP.
+pub(crate) fn parse_address(value: &str) -> anyhow::Result<SocketAddr> {
+    let value = value.trim();
+    if value.starts_with("https://") {
+        bail!(
+            "`{value}`: TLS listeners are not supported yet; terminate TLS in a proxy in front of oxserve"
+        );
+    }
+    if value.starts_with("unix:") {
+        bail!("`{value}`: unix socket listeners are not supported");
+    }
+    let host_port = value.strip_prefix("http://").unwrap_or(value).trim_end_matches('/');
+    let parsed = url::Url::parse(&format!("http://{host_port}"))
+        .with_context(|| format!("`{value}` is not an address"))?;
+    let host = parsed.host_str().with_context(|| format!("`{value}` has no host"))?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve `{value}`"))?
+        .next()
+        .with_context(|| format!("`{value}` resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_like_torchserve() {
+        assert_eq!(
+            parse_address("http://127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(parse_address("0.0.0.0:9000").unwrap(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(parse_address("http://[::1]:8085").unwrap(), "[::1]:8085".parse().unwrap());
+        assert!(parse_address("https://127.0.0.1:8443").is_err());
+        assert!(parse_address("unix:/tmp/sock").is_err());
+    }
+
+    #[test]
+    fn load_models_forms() {
+        assert_eq!(parse_load_models("standalone"), vec![]);
+        assert_eq!(parse_load_models("all"), vec![StartupModel::All]);
+        assert_eq!(
+            parse_load_models("a.mar, b=b.mar"),
+            vec![
+                StartupModel::One { name: None, url: "a.mar".into() },
+                StartupModel::One { name: Some("b".into()), url: "b.mar".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn file_then_flags_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.properties");
+        std::fs::write(
+            &file,
+            "inference_address=http://127.0.0.1:9080\njob_queue_size=7\nenable_envvars_config=true\n\
+             models={\"m\": {\"1.0\": {\"batchSize\": 4, \\\n  \"maxBatchDelay\": 20}}}\n",
+        )
+        .unwrap();
+        let mut layers = Layers::default();
+        layers.read_file(&file).unwrap();
+        layers.set("job_queue_size", "9");
+        let env = HashMap::from([("TS_JOB_QUEUE_SIZE".to_owned(), "11".to_owned())]);
+        layers.apply_env(&env).unwrap();
+        let r = layers.resolve().unwrap();
+        assert_eq!(r.server.inference_address, "127.0.0.1:9080".parse().unwrap());
+        assert_eq!(r.server.management_address, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(r.engine.job_queue_size, 11);
+        assert_eq!(r.engine.models["m"]["1.0"].batch_size, Some(4));
+        assert_eq!(r.engine.models["m"]["1.0"].max_batch_delay, Some(20));
+    }
+
+    #[test]
+    fn env_is_ignored_unless_enabled() {
+        let mut layers = Layers::default();
+        let env = HashMap::from([("TS_JOB_QUEUE_SIZE".to_owned(), "11".to_owned())]);
+        layers.apply_env(&env).unwrap();
+        assert_eq!(layers.resolve().unwrap().engine.job_queue_size, 100);
+    }
+
+    #[test]
+    fn defaults_are_torchserve_s_secure_ones() {
+        let r = Layers::default().resolve().unwrap();
+        assert!(r.server.inference_address.ip().is_loopback());
+        assert!(r.server.management_address.ip().is_loopback());
+        assert!(r.server.metrics_address.ip().is_loopback());
+        assert!(!r.server.enable_model_api);
+        assert_eq!(r.server.max_request_size, 6_553_500);
+        assert_eq!(r.engine.default_workers_per_model, 1);
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let mut layers = Layers::default();
+        layers.set("job_queue_size", "lots");
+        assert!(layers.resolve().unwrap_err().to_string().contains("job_queue_size"));
+    }
+}

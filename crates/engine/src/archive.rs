@@ -1,1 +1,0 @@
-//! Model archives (being written).

@@ -1,0 +1,305 @@
+//! Opening a model source: a `.mar`/`.zip`, a `.tar.gz`, a folder or a bare `.onnx` file.
+//!
+//! Archives are untrusted input. They are extracted (by [`super::extract`]) into a fresh private
+//! staging folder (mode 0700) that is deleted on any error or when the [`UnpackedModel`] is
+//! dropped, so a half extraction is never visible. Whatever the source, every path the manifest
+//! names must stay inside the model folder.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use super::extract::{Budget, extract_tgz, extract_zip};
+use super::manifest::{MANIFEST_PATH, MAX_MANIFEST_BYTES, Manifest};
+use super::{ArchiveError, UnpackLimits, io_err, safe_relative_path};
+
+/// What a model source turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// A zip (`.mar`, `.zip`), extracted to a staging folder.
+    Zip,
+    /// A gzip'd tar (`.tar.gz`, `.tgz`), extracted to a staging folder.
+    Tgz,
+    /// A folder, used in place.
+    Directory,
+    /// A bare `.onnx` file, used in place.
+    OnnxFile,
+}
+
+/// A model ready to load: the folder holding its files and its manifest. Extracted archives live
+/// in a staging folder that is deleted when this value is dropped.
+#[derive(Debug)]
+pub struct UnpackedModel {
+    /// Folder holding the model files (canonical). For a bare `.onnx` file, its parent folder.
+    pub dir: PathBuf,
+    /// The archive's manifest, or one synthesized for sources without one.
+    pub manifest: Manifest,
+    kind: SourceKind,
+    /// Keeps the extraction alive; `None` for sources used in place.
+    _staging: Option<TempDir>,
+}
+
+impl UnpackedModel {
+    /// The weights file named by `serializedFile`, if the manifest names one.
+    pub fn serialized_file(&self) -> Option<PathBuf> {
+        self.manifest_path(self.manifest.model.serialized_file.as_deref())
+    }
+
+    /// The `model-config.yaml` named by `configFile`, if the manifest names one.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.manifest_path(self.manifest.model.config_file.as_deref())
+    }
+
+    /// A file at `name` (relative, `/`-separated) inside the model folder, if it exists there,
+    /// e.g. `index_to_name.json`. Names that would leave the folder give `None`. For a bare
+    /// `.onnx` file only the file itself is part of the model, so other names give `None`.
+    pub fn file(&self, name: &str) -> Option<PathBuf> {
+        let rel = safe_relative_path(name).ok()?;
+        if self.kind == SourceKind::OnnxFile
+            && self.manifest.model.serialized_file.as_deref().map(Path::new) != Some(&rel)
+        {
+            return None;
+        }
+        let path = fs::canonicalize(self.dir.join(rel)).ok()?;
+        (path.starts_with(&self.dir) && path.is_file()).then_some(path)
+    }
+
+    /// What the source was.
+    pub fn kind(&self) -> SourceKind {
+        self.kind
+    }
+
+    fn manifest_path(&self, value: Option<&str>) -> Option<PathBuf> {
+        // Validated when unpacked, so the join stays inside `dir`.
+        Some(self.dir.join(safe_relative_path(value?).ok()?))
+    }
+}
+
+/// Opens a model source: a zip (`.mar`) or gzip'd tar (recognised by magic bytes), a folder
+/// (used in place) or a bare `.onnx` file (used in place). Archives are extracted under
+/// `limits.staging_dir`. Sources without `MAR-INF/MANIFEST.json` get a synthesized manifest
+/// naming the single `.onnx` file at their root; archives whose files all sit in one top-level
+/// folder (as torch-model-archiver's `.tar.gz` does) are opened at that folder.
+///
+/// # Errors
+///
+/// [`ArchiveError::NotFound`], [`ArchiveError::UnsupportedFormat`], [`ArchiveError::UnsafeEntry`]
+/// and [`ArchiveError::TooLarge`] for hostile archives, [`ArchiveError::InvalidManifest`] when
+/// the manifest is malformed, escapes the folder or names missing files,
+/// [`ArchiveError::NoModelFile`] / [`ArchiveError::AmbiguousModelFile`] when there is no manifest
+/// and not exactly one `.onnx` file, and [`ArchiveError::Io`] / [`ArchiveError::Zip`] otherwise.
+pub fn unpack(source: &Path, limits: &UnpackLimits) -> Result<UnpackedModel, ArchiveError> {
+    let meta = fs::metadata(source).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ArchiveError::NotFound(source.to_path_buf()),
+        _ => io_err(source)(e),
+    })?;
+    if meta.is_dir() {
+        let dir = fs::canonicalize(source).map_err(io_err(source))?;
+        let found = read_or_synthesize(&dir, source, &source_stem(&dir))?;
+        return finish(source, dir, found, SourceKind::Directory, None);
+    }
+    if !meta.is_file() {
+        return Err(ArchiveError::UnsupportedFormat(source.to_path_buf()));
+    }
+    match sniff(source)? {
+        SourceKind::OnnxFile => open_onnx_file(source),
+        kind => extract(source, meta.len(), limits, kind),
+    }
+}
+
+/// Recognises zip and gzip by their magic bytes, and `.onnx` (protobuf, no magic) by extension.
+fn sniff(source: &Path) -> Result<SourceKind, ArchiveError> {
+    let mut magic = [0_u8; 4];
+    let mut file = File::open(source).map_err(io_err(source))?;
+    let mut filled = 0;
+    while filled < magic.len() {
+        match file.read(&mut magic[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(source)(e)),
+        }
+    }
+    let magic = &magic[..filled];
+    if [b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"].iter().any(|m| magic == *m) {
+        Ok(SourceKind::Zip)
+    } else if magic.starts_with(b"\x1f\x8b") {
+        Ok(SourceKind::Tgz)
+    } else if source.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("onnx")) {
+        Ok(SourceKind::OnnxFile)
+    } else {
+        Err(ArchiveError::UnsupportedFormat(source.to_path_buf()))
+    }
+}
+
+fn open_onnx_file(source: &Path) -> Result<UnpackedModel, ArchiveError> {
+    let path = fs::canonicalize(source).map_err(io_err(source))?;
+    let (Some(dir), Some(file_name)) = (path.parent(), path.file_name()) else {
+        return Err(ArchiveError::UnsupportedFormat(source.to_path_buf()));
+    };
+    let file_name = file_name.to_str().ok_or_else(|| ArchiveError::InvalidManifest {
+        path: source.to_path_buf(),
+        reason: "the file name is not valid UTF-8".to_owned(),
+    })?;
+    let manifest = Manifest::synthesized(source_stem(source), file_name);
+    manifest
+        .validate()
+        .map_err(|reason| ArchiveError::InvalidManifest { path: source.to_path_buf(), reason })?;
+    let found = Found { manifest, synthesized: true };
+    finish(source, dir.to_path_buf(), found, SourceKind::OnnxFile, None)
+}
+
+/// Extracts an archive into a fresh staging folder and opens the model inside it.
+fn extract(
+    source: &Path,
+    compressed_len: u64,
+    limits: &UnpackLimits,
+    kind: SourceKind,
+) -> Result<UnpackedModel, ArchiveError> {
+    let root = limits.staging_dir.clone().unwrap_or_else(std::env::temp_dir);
+    fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".oxserve-unpack-")
+        .tempdir_in(&root)
+        .map_err(io_err(&root))?;
+    let budget = Budget::new(limits, compressed_len);
+    if kind == SourceKind::Zip {
+        extract_zip(source, staging.path(), limits, &budget)?;
+    } else {
+        extract_tgz(source, staging.path(), limits, &budget)?;
+    }
+    let dir = fs::canonicalize(model_root(staging.path())?).map_err(io_err(staging.path()))?;
+    let found = read_or_synthesize(&dir, source, &source_stem(source))?;
+    finish(source, dir, found, kind, Some(staging))
+}
+
+/// The folder holding the model inside an extraction: the root, or its only entry when that is
+/// a folder and the root has no manifest (torch-model-archiver's `.tar.gz` layout).
+fn model_root(staging: &Path) -> Result<PathBuf, ArchiveError> {
+    if staging.join(MANIFEST_PATH).is_file() {
+        return Ok(staging.to_path_buf());
+    }
+    let mut entries = fs::read_dir(staging).map_err(io_err(staging))?;
+    let first = entries.next().transpose().map_err(io_err(staging))?;
+    if let Some(first) = first
+        && entries.next().is_none()
+        && first.file_type().map_err(io_err(staging))?.is_dir()
+    {
+        return Ok(first.path());
+    }
+    Ok(staging.to_path_buf())
+}
+
+/// A model's manifest and where it came from.
+struct Found {
+    manifest: Manifest,
+    /// True when oxserve made the manifest up from a folder listing rather than reading it.
+    synthesized: bool,
+}
+
+/// Reads `dir/MAR-INF/MANIFEST.json`, or synthesizes a manifest naming the single `.onnx` file
+/// at the root of `dir`.
+fn read_or_synthesize(dir: &Path, source: &Path, stem: &str) -> Result<Found, ArchiveError> {
+    let manifest_path = dir.join(MANIFEST_PATH);
+    if manifest_path.is_file() {
+        let file = File::open(&manifest_path).map_err(io_err(&manifest_path))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&manifest_path))?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(ArchiveError::InvalidManifest {
+                path: source.to_path_buf(),
+                reason: format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+            });
+        }
+        return Ok(Found { manifest: Manifest::from_json(&bytes, source)?, synthesized: false });
+    }
+    let mut candidates = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_onnx =
+            Path::new(name).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("onnx"));
+        if is_onnx && entry.path().is_file() {
+            candidates.push(name.to_owned());
+        }
+    }
+    candidates.sort();
+    match <[String; 1]>::try_from(candidates) {
+        Ok([file]) => {
+            let manifest = Manifest::synthesized(stem, file);
+            manifest.validate().map_err(|reason| ArchiveError::InvalidManifest {
+                path: source.to_path_buf(),
+                reason,
+            })?;
+            Ok(Found { manifest, synthesized: true })
+        }
+        Err(candidates) if candidates.is_empty() => {
+            Err(ArchiveError::NoModelFile(source.to_path_buf()))
+        }
+        Err(candidates) => {
+            Err(ArchiveError::AmbiguousModelFile { path: source.to_path_buf(), candidates })
+        }
+    }
+}
+
+/// Checks that the weights and config the manifest names exist and, for a manifest read from the
+/// source, that every file it names resolves inside `dir` even through symlinks (which only
+/// folders used in place can hold; a synthesized manifest names a file found by listing `dir`,
+/// so a symlinked weights file there is the operator's choice and allowed).
+fn finish(
+    source: &Path,
+    dir: PathBuf,
+    found: Found,
+    kind: SourceKind,
+    staging: Option<TempDir>,
+) -> Result<UnpackedModel, ArchiveError> {
+    let Found { manifest, synthesized } = found;
+    let model = &manifest.model;
+    let invalid =
+        |reason: String| ArchiveError::InvalidManifest { path: source.to_path_buf(), reason };
+    let named = [
+        ("serializedFile", model.serialized_file.as_deref(), true),
+        ("configFile", model.config_file.as_deref(), true),
+        ("modelFile", model.model_file.as_deref(), false),
+        ("requirementsFile", model.requirements_file.as_deref(), false),
+        ("handler", model.handler_file(), false),
+    ];
+    for (key, value, required) in named {
+        let Some(value) = value else { continue };
+        let rel = safe_relative_path(value).map_err(|r| invalid(format!("model.{key} {r}")))?;
+        match fs::canonicalize(dir.join(rel)) {
+            Ok(path) if !synthesized && !path.starts_with(&dir) => {
+                return Err(invalid(format!(
+                    "model.{key} `{value}` resolves outside the model folder"
+                )));
+            }
+            Ok(path) if required && !path.is_file() => {
+                return Err(invalid(format!("model.{key} `{value}` is not a file")));
+            }
+            Err(_) if required => {
+                return Err(invalid(format!("model.{key} `{value}` is missing from the model")));
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    Ok(UnpackedModel { dir, manifest, kind, _staging: staging })
+}
+
+/// The model name implied by a source's file name: the stem without `.mar`, `.zip`, `.tar.gz`,
+/// `.tgz` or `.onnx`.
+fn source_stem(source: &Path) -> String {
+    let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    for suffix in [".tar.gz", ".tgz", ".mar", ".zip", ".onnx"] {
+        if lower.ends_with(suffix) && lower.len() > suffix.len() {
+            return name[..name.len() - suffix.len()].to_owned();
+        }
+    }
+    name
+}

@@ -1,0 +1,170 @@
+//! The one place engine errors become HTTP statuses and bodies.
+//!
+//! TorchServe's paths answer `{"code", "type", "message"}`; Open Inference Protocol paths answer
+//! `{"error"}`. Both use the same status table. Internal failures are logged here, once, with their
+//! detail; the client gets a short message without internals.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use oxserve_engine::EngineError;
+use oxserve_engine::archive::ArchiveError;
+use serde_json::json;
+
+/// Which body shape an error is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `{"code": 404, "type": "ModelNotFoundException", "message": "…"}`
+    TorchServe,
+    /// `{"error": "…"}`
+    V2,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    /// TorchServe's exception name for the `type` field.
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+    pub(crate) style: Style,
+    /// Seconds a client should wait before retrying (overload).
+    pub(crate) retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), style: Style::TorchServe, retry_after: None }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
+    }
+
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLargeException",
+            format!(
+                "the request body is larger than the limit of {limit} bytes (max_request_size)"
+            ),
+        )
+    }
+
+    pub(crate) fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "Requested resource is not found, please refer to API document.",
+        )
+    }
+
+    pub(crate) fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowedException",
+            "Requested method is not allowed, please refer to API document.",
+        )
+    }
+
+    /// Writes this error in the Open Inference Protocol's shape.
+    pub(crate) fn v2(mut self) -> Self {
+        self.style = Style::V2;
+        self
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        use StatusCode as S;
+        let (status, kind) = match &err {
+            EngineError::ModelNotFound(_) => (S::NOT_FOUND, "ModelNotFoundException"),
+            EngineError::VersionNotFound { .. } => (S::NOT_FOUND, "ModelVersionNotFoundException"),
+            EngineError::InvalidInput(_) | EngineError::InvalidArgument(_) => {
+                (S::BAD_REQUEST, "BadRequestException")
+            }
+            EngineError::Overloaded { .. } => {
+                (S::SERVICE_UNAVAILABLE, "ServiceUnavailableException")
+            }
+            EngineError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
+            EngineError::Timeout(_) => (S::GATEWAY_TIMEOUT, "RequestTimeoutException"),
+            EngineError::Conflict(_) => (S::CONFLICT, "ConflictStatusException"),
+            EngineError::Load(_) => (S::BAD_REQUEST, "ModelLoadException"),
+            EngineError::Archive(ArchiveError::NotFound(_)) => {
+                (S::NOT_FOUND, "ModelNotFoundException")
+            }
+            EngineError::Archive(_) => (S::BAD_REQUEST, "InvalidModelException"),
+            _ => (S::INTERNAL_SERVER_ERROR, "InternalServerException"),
+        };
+        let message = if status.is_server_error()
+            && status != S::SERVICE_UNAVAILABLE
+            && status != S::GATEWAY_TIMEOUT
+        {
+            tracing::error!(error = %err, "request failed with an internal error");
+            "internal error while serving the request; the server log has the details".to_owned()
+        } else {
+            err.to_string()
+        };
+        let retry_after = matches!(err, EngineError::Overloaded { .. }).then_some(1);
+        Self { status, kind, message, style: Style::TorchServe, retry_after }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.style {
+            Style::TorchServe => {
+                json!({"code": self.status.as_u16(), "type": self.kind, "message": self.message})
+            }
+            Style::V2 => json!({"error": self.message}),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn status(e: EngineError) -> StatusCode {
+        ApiError::from(e).status
+    }
+
+    #[test]
+    fn status_table() {
+        assert_eq!(status(EngineError::ModelNotFound("m".into())), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(EngineError::VersionNotFound { name: "m".into(), version: "2".into() }),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(status(EngineError::InvalidInput("x".into())), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(EngineError::Overloaded { model: "m".into(), capacity: 1 }),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(EngineError::Timeout(Duration::from_secs(1))),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(status(EngineError::Conflict("c".into())), StatusCode::CONFLICT);
+        assert_eq!(status(EngineError::Internal("boom".into())), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_body() {
+        let e = ApiError::from(EngineError::Internal("secret path /x".into()));
+        assert!(!e.message.contains("secret"));
+    }
+
+    #[test]
+    fn overload_says_when_to_retry() {
+        let e = ApiError::from(EngineError::Overloaded { model: "m".into(), capacity: 1 });
+        let r = e.into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,70 @@
+//! TorchServe's inference API: `/ping` and `/predictions/{model}[/{version}]`.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::AppState;
+use crate::body::{payload, read_limited};
+use crate::error::ApiError;
+
+/// `GET /ping`: healthy only when every model has its minimum workers ready.
+pub(crate) async fn ping(State(state): State<AppState>) -> Response {
+    if state.registry.is_healthy() {
+        (StatusCode::OK, Json(json!({"status": "Healthy"}))).into_response()
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"status": "Unhealthy"}))).into_response()
+    }
+}
+
+/// `POST /predictions/{model}`
+pub(crate) async fn predict(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run(state, &model, None, headers, body).await
+}
+
+/// `POST /predictions/{model}/{version}`
+pub(crate) async fn predict_version(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run(state, &model, Some(&version), headers, body).await
+}
+
+async fn run(
+    state: AppState,
+    model: &str,
+    version: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let version = state.registry.get(model, version)?;
+    let bytes = read_limited(&headers, body, state.config.max_request_size).await?;
+    let payload = payload(&headers, bytes).await?;
+    let (prediction, _) = version.predict(payload, None).await?;
+    if prediction.body.len() > state.config.max_response_size {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            format!(
+                "the response of {} bytes is larger than max_response_size ({} bytes)",
+                prediction.body.len(),
+                state.config.max_response_size
+            ),
+        ));
+    }
+    let mut response = prediction.body.into_response();
+    if let Ok(v) = HeaderValue::from_str(&prediction.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(response)
+}
