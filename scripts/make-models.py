@@ -301,9 +301,12 @@ def slow_weight() -> np.ndarray:
 def build_slow() -> Path:
     w = slow_weight()
     nodes = [
-        # [N,1] -> [N,1,1] -> Expand to [N,256,256]
+        # [N,1] -> [N,1,1] -> broadcast Mul with W -> [N,256,256] (= x * W).
+        # Not Expand: tract 0.23 tries to push an Expand's broadcast axis
+        # through the MatMul chain (which would also remove the intended cost)
+        # and fails in its declutter pass.
         helper.make_node("Unsqueeze", ["x", "unsq_axes"], ["x3"]),
-        helper.make_node("Expand", ["x3", "expand_shape"], ["h0"]),
+        helper.make_node("Mul", ["x3", "W"], ["h0"]),
     ]
     for i in range(SLOW_STEPS):
         nodes.append(helper.make_node("MatMul", [f"h{i}", "W"], [f"h{i + 1}"], name=f"matmul_{i}"))
@@ -318,7 +321,6 @@ def build_slow() -> Path:
         [vi("y", TensorProto.FLOAT, ["N", 1])],
         initializer=[
             numpy_helper.from_array(np.array([2], dtype=np.int64), "unsq_axes"),
-            numpy_helper.from_array(np.array([1, SLOW_DIM, SLOW_DIM], dtype=np.int64), "expand_shape"),
             numpy_helper.from_array(w, "W"),
             numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "out_shape"),
         ],
@@ -340,7 +342,7 @@ def time_slow(path: Path, x: np.ndarray) -> dict:
     w = slow_weight()
     t0 = time.perf_counter()
     for _ in range(reps):
-        h = np.broadcast_to(x[:, :, None], (x.shape[0], SLOW_DIM, SLOW_DIM)).astype(np.float32)
+        h = x[:, :, None] * w
         for _ in range(SLOW_STEPS):
             h = h @ w
         np_y = h.mean(axis=(1, 2)).reshape(-1, 1)

@@ -61,8 +61,23 @@ fn elements<T: tract_onnx::prelude::Datum + Clone>(
     Ok(view.iter().cloned().collect())
 }
 
-/// Copies a tract output into an oxserve tensor.
-pub(crate) fn from_tract(t: &TractTensor) -> Result<Tensor, BackendError> {
+/// Copies a tract output into an oxserve tensor of the dtype the model declares. tract may compute an
+/// output in another type internally (an `int64` label can come out as a symbolic-dimension `TDim`),
+/// so it is cast to the declared type first.
+pub(crate) fn from_tract(t: &TractTensor, declared: DType) -> Result<Tensor, BackendError> {
+    let wanted = datum_type(declared);
+    let cast;
+    let t = if t.datum_type() == wanted {
+        t
+    } else {
+        cast = t.cast_to_dt(wanted).map_err(|e| {
+            BackendError::Output(format!(
+                "cannot convert {:?} output to {declared}: {e:#}",
+                t.datum_type()
+            ))
+        })?;
+        &*cast
+    };
     let data = match t.datum_type() {
         DatumType::Bool => TensorData::Bool(elements(t)?),
         DatumType::U8 => TensorData::U8(elements(t)?),

@@ -227,6 +227,14 @@ impl Session for TractSession {
             .collect::<Result<_, _>>()?;
         let outputs =
             state.run(values).map_err(|e| BackendError::Inference(format!("{e:#}").into()))?;
-        outputs.into_iter().map(|v| convert::from_tract(&v)).collect()
+        let declared = &self.model.signature.outputs;
+        if outputs.len() != declared.len() {
+            return Err(BackendError::Output(format!(
+                "the model returned {} outputs but declares {}",
+                outputs.len(),
+                declared.len()
+            )));
+        }
+        outputs.iter().zip(declared).map(|(v, spec)| convert::from_tract(v, spec.dtype)).collect()
     }
 }

@@ -271,16 +271,8 @@ impl Registry {
     }
 }
 
-/// TorchServe's model name rule: letters, digits, `_`, `-` and `.`, not starting with `.`.
+/// torch-model-archiver's model name rule, which also keeps separators out of names used in paths.
 fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::InvalidArgument(format!(
-            "invalid model name `{name}`: use letters, digits, `_`, `-` and `.`"
-        )))
-    }
+    crate::archive::validate_model_name(name)
+        .map_err(|_| EngineError::InvalidArgument(format!("invalid model name `{name}`: start with a letter or digit, then use letters, digits, `_`, `-` and `.`")))
 }

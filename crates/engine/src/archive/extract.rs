@@ -225,3 +225,245 @@ impl<R: Read> Read for Meter<'_, R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use tar::{EntryType, Header};
+    use zip::write::SimpleFileOptions;
+
+    use super::*;
+    use crate::archive::test_support::{TestResult, assert_empty, limits, zip_bytes};
+    use crate::archive::{MANIFEST_PATH, unpack};
+
+    /// A folder with a staging area, a sentinel file beside it, and a place for archives.
+    struct Scene {
+        tmp: tempfile::TempDir,
+    }
+
+    impl Scene {
+        fn new() -> Result<Self, Box<dyn std::error::Error>> {
+            let tmp = tempfile::tempdir()?;
+            fs::create_dir(tmp.path().join("staging"))?;
+            fs::write(tmp.path().join("sentinel"), b"untouched")?;
+            Ok(Self { tmp })
+        }
+
+        fn staging(&self) -> PathBuf {
+            self.tmp.path().join("staging")
+        }
+
+        /// Unpacks `bytes` saved as `name` and expects a refusal, leaving nothing behind.
+        fn refuse(&self, name: &str, bytes: &[u8], limits: &UnpackLimits) -> ArchiveError {
+            let path = self.tmp.path().join(name);
+            fs::write(&path, bytes).expect("write archive");
+            let err = unpack(&path, limits).expect_err("hostile archive must be refused");
+            assert_empty(&self.staging());
+            let sentinel = fs::read(self.tmp.path().join("sentinel")).expect("sentinel");
+            assert_eq!(sentinel, b"untouched");
+            for escaped in ["evil", "abs-evil"] {
+                assert!(!self.tmp.path().join(escaped).exists(), "{escaped} escaped");
+            }
+            err
+        }
+
+        fn limits(&self) -> UnpackLimits {
+            limits(&self.staging())
+        }
+    }
+
+    use std::path::PathBuf;
+
+    fn assert_unsafe(err: &ArchiveError, needle: &str) {
+        assert!(
+            matches!(err, ArchiveError::UnsafeEntry { .. }) && err.to_string().contains(needle),
+            "expected an unsafe entry error mentioning {needle:?}, got: {err}"
+        );
+    }
+
+    fn assert_too_large(err: &ArchiveError) {
+        assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err}");
+    }
+
+    /// A tar.gz of raw headers, so names and types the `tar` builder would refuse can be made.
+    fn tgz(entries: &[(&[u8], EntryType, &[u8], &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+        for (name, kind, link, data) in entries {
+            let mut header = Header::new_gnu();
+            let gnu = header.as_gnu_mut().expect("gnu header");
+            gnu.name[..name.len()].copy_from_slice(name);
+            gnu.linkname[..link.len()].copy_from_slice(link);
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append(&header, *data).expect("append");
+        }
+        tar.into_inner().and_then(GzEncoder::finish).expect("finish tgz")
+    }
+
+    #[test]
+    fn zip_with_parent_components_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        for name in ["../evil", "a/../../evil", "..\\evil", "C:/evil"] {
+            let bytes = zip_bytes(&[("m.onnx", b"w"), (name, b"pwned")])?;
+            let err = scene.refuse("bad.mar", &bytes, &scene.limits());
+            assert_unsafe(&err, name);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn zip_with_absolute_path_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        let target = format!("{}/abs-evil", scene.tmp.path().display());
+        let bytes = zip_bytes(&[("m.onnx", b"w"), (&target, b"pwned")])?;
+        let err = scene.refuse("abs.mar", &bytes, &scene.limits());
+        assert_unsafe(&err, "absolute");
+        Ok(())
+    }
+
+    #[test]
+    fn zip_with_symlink_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        zip.add_symlink("link", "/etc", SimpleFileOptions::default())?;
+        zip.start_file("link/passwd", SimpleFileOptions::default())?;
+        zip.write_all(b"pwned")?;
+        let bytes = zip.finish()?.into_inner();
+        let err = scene.refuse("link.mar", &bytes, &scene.limits());
+        assert_unsafe(&err, "symbolic link");
+        Ok(())
+    }
+
+    #[test]
+    fn zip_with_too_many_entries_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        let names: Vec<String> = (0..6).map(|i| format!("f{i}.onnx")).collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let limits = UnpackLimits { max_entries: 5, ..scene.limits() };
+        assert_too_large(&scene.refuse("many.mar", &zip_bytes(&entries)?, &limits));
+        Ok(())
+    }
+
+    #[test]
+    fn zip_bomb_is_refused_by_ratio() -> TestResult {
+        let scene = Scene::new()?;
+        let zeros = vec![0_u8; 10 * 1024 * 1024];
+        let bytes = zip_bytes(&[("m.onnx", b"w"), ("bomb.bin", &zeros)])?;
+        assert!(bytes.len() < 100 * 1024, "deflate should squash zeros");
+        let err = scene.refuse("bomb.mar", &bytes, &scene.limits());
+        assert_too_large(&err);
+        assert!(err.to_string().contains("times its compressed size"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn zip_over_the_size_cap_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("m.onnx", stored)?;
+        zip.write_all(&[7_u8; 4096])?;
+        let bytes = zip.finish()?.into_inner();
+        let limits = UnpackLimits { max_total_bytes: 4000, ..scene.limits() };
+        let err = scene.refuse("big.mar", &bytes, &limits);
+        assert!(err.to_string().contains("more than 4000 bytes"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn tar_with_duplicate_entries_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        // (The zip crate's reader keeps one entry per name, so zips cannot repeat a name.)
+        let bytes = tgz(&[
+            (b"m.onnx", EntryType::Regular, b"", b"first"),
+            (b"m.onnx", EntryType::Regular, b"", b"second"),
+        ]);
+        let err = scene.refuse("dup.tgz", &bytes, &scene.limits());
+        assert_unsafe(&err, "duplicate");
+        Ok(())
+    }
+
+    #[test]
+    fn tar_with_parent_components_or_absolute_path_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        for name in [&b"../evil"[..], b"m/../../evil", b"/abs-evil", b"..\\evil"] {
+            let bytes = tgz(&[
+                (b"m.onnx", EntryType::Regular, b"", b"w"),
+                (name, EntryType::Regular, b"", b"pwned"),
+            ]);
+            let err = scene.refuse("bad.tar.gz", &bytes, &scene.limits());
+            assert!(matches!(err, ArchiveError::UnsafeEntry { .. }), "{err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tar_links_and_special_files_are_refused() -> TestResult {
+        let scene = Scene::new()?;
+        let cases: [(EntryType, &[u8], &str); 5] = [
+            (EntryType::Symlink, b"/etc/passwd", "symbolic link"),
+            (EntryType::Symlink, b"../evil", "symbolic link"),
+            (EntryType::Link, b"m.onnx", "hard link"),
+            (EntryType::Char, b"", "device"),
+            (EntryType::Fifo, b"", "fifo"),
+        ];
+        for (kind, link, needle) in cases {
+            let bytes = tgz(&[
+                (b"m.onnx", EntryType::Regular, b"", b"w"),
+                (b"special", kind, link, b""),
+                (b"special/passwd", EntryType::Regular, b"", b"pwned"),
+            ]);
+            let err = scene.refuse("special.tgz", &bytes, &scene.limits());
+            assert_unsafe(&err, needle);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tar_with_too_many_entries_is_refused() -> TestResult {
+        let scene = Scene::new()?;
+        let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+        let entries: Vec<(&[u8], EntryType, &[u8], &[u8])> =
+            names.iter().map(|n| (n.as_bytes(), EntryType::Regular, &b""[..], &b""[..])).collect();
+        let limits = UnpackLimits { max_entries: 5, ..scene.limits() };
+        assert_too_large(&scene.refuse("many.tgz", &tgz(&entries), &limits));
+        Ok(())
+    }
+
+    #[test]
+    fn tgz_bomb_is_refused_by_ratio() -> TestResult {
+        let scene = Scene::new()?;
+        let zeros = vec![0_u8; 10 * 1024 * 1024];
+        let bytes = tgz(&[(b"bomb.onnx", EntryType::Regular, b"", &zeros)]);
+        let err = scene.refuse("bomb.tgz", &bytes, &scene.limits());
+        assert_too_large(&err);
+        Ok(())
+    }
+
+    #[test]
+    fn a_good_archive_still_opens_under_the_same_limits() -> TestResult {
+        let scene = Scene::new()?;
+        let manifest = br#"{"model": {"modelName": "m", "serializedFile": "m.onnx"}}"#;
+        let path = scene.tmp.path().join("m.tgz");
+        fs::write(
+            &path,
+            tgz(&[
+                (b"m/", EntryType::Directory, b"", b""),
+                (b"m/MAR-INF/MANIFEST.json", EntryType::Regular, b"", manifest),
+                (b"m/m.onnx", EntryType::Regular, b"", b"w"),
+            ]),
+        )?;
+        let model = unpack(&path, &scene.limits())?;
+        assert!(model.dir.join(MANIFEST_PATH).is_file());
+        assert_eq!(model.manifest.model.model_name, "m");
+        drop(model);
+        assert_empty(&scene.staging());
+        Ok(())
+    }
+}

@@ -192,7 +192,10 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::fs;
+    use std::io::{Cursor, Write};
     use std::path::Path;
+
+    use zip::write::SimpleFileOptions;
 
     use super::UnpackLimits;
 
@@ -202,6 +205,18 @@ pub(crate) mod test_support {
     /// Default limits with extraction staged under `staging`.
     pub(crate) fn limits(staging: &Path) -> UnpackLimits {
         UnpackLimits { staging_dir: Some(staging.to_path_buf()), ..UnpackLimits::default() }
+    }
+
+    /// A zip holding `entries` (name, bytes), deflated.
+    pub(crate) fn zip_bytes(
+        entries: &[(&str, &[u8])],
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            zip.start_file(*name, SimpleFileOptions::default())?;
+            zip.write_all(bytes)?;
+        }
+        Ok(zip.finish()?.into_inner())
     }
 
     /// Asserts that `dir` holds nothing (or does not exist).

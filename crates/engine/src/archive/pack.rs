@@ -397,3 +397,231 @@ fn remove_existing(target: &Path) -> Result<(), ArchiveError> {
     let removed = if meta.is_dir() { fs::remove_dir_all(target) } else { fs::remove_file(target) };
     removed.map_err(io_err(target))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::archive::test_support::{TestResult, assert_empty, limits};
+    use crate::archive::{SourceKind, unpack};
+
+    const WEIGHTS: &[u8] = b"\x08\x07not really onnx";
+
+    /// A source folder with a dummy model, config, handler and extras, and options packing it.
+    fn fixture(
+        format: ArchiveFormat,
+    ) -> Result<(TempDir, PackOptions), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let src = tmp.path().join("src");
+        fs::create_dir_all(src.join("vocab/sub/__pycache__"))?;
+        fs::create_dir_all(src.join("vocab/.git"))?;
+        fs::write(src.join("model.onnx"), WEIGHTS)?;
+        fs::write(src.join("model-config.yaml"), "batchSize: 4\n")?;
+        fs::write(src.join("requirements.txt"), "numpy\n")?;
+        fs::write(src.join("my_handler.py"), "def handle(data, ctx): pass\n")?;
+        fs::write(src.join("index_to_name.json"), r#"{"0": "cat"}"#)?;
+        fs::write(src.join("vocab/words.txt"), "a\nb\n")?;
+        fs::write(src.join("vocab/sub/deep.txt"), "deep")?;
+        fs::write(src.join("vocab/sub/__pycache__/x.pyc"), "skip")?;
+        fs::write(src.join("vocab/.git/HEAD"), "skip")?;
+        fs::create_dir(tmp.path().join("out"))?;
+        let opts = PackOptions {
+            version: "2.0".to_owned(),
+            handler: Some(format!("{}:handle", src.join("my_handler.py").display())),
+            extra_files: vec![src.join("index_to_name.json"), src.join("vocab")],
+            config_file: Some(src.join("model-config.yaml")),
+            requirements_file: Some(src.join("requirements.txt")),
+            export_path: tmp.path().join("out"),
+            format,
+            ..PackOptions::new("toy", src.join("model.onnx"))
+        };
+        Ok((tmp, opts))
+    }
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn round_trip(format: ArchiveFormat, output: &str, kind: SourceKind) -> TestResult {
+        let (tmp, opts) = fixture(format)?;
+        let written = pack(&opts)?;
+        assert_eq!(written, opts.export_path.join(output));
+        // Only the output: no temporary files left in the export folder.
+        let listing: Vec<_> = fs::read_dir(&opts.export_path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(listing, [output]);
+
+        let staging = tmp.path().join("staging");
+        fs::create_dir(&staging)?;
+        let model = unpack(&written, &limits(&staging))?;
+        assert_eq!(model.kind(), kind);
+        let m = &model.manifest.model;
+        assert_eq!(m.model_name, "toy");
+        assert_eq!(m.model_version.as_deref(), Some("2.0"));
+        assert_eq!(m.serialized_file.as_deref(), Some("model.onnx"));
+        assert_eq!(m.handler.as_deref(), Some("my_handler.py:handle"));
+        assert_eq!(m.config_file.as_deref(), Some("model-config.yaml"));
+        assert_eq!(m.requirements_file.as_deref(), Some("requirements.txt"));
+        assert_eq!(model.manifest.runtime.as_deref(), Some("python"));
+        assert_eq!(model.manifest.archiver_version.as_deref(), Some("0.12.0"));
+        let weights = model.serialized_file().ok_or("no serialized file")?;
+        assert_eq!(fs::read(weights)?, WEIGHTS);
+        let config = model.config_file().ok_or("no config file")?;
+        assert_eq!(read(&config), "batchSize: 4\n");
+        for name in ["index_to_name.json", "words.txt", "sub/deep.txt", "my_handler.py"] {
+            assert!(model.file(name).is_some(), "{name} missing");
+        }
+        for name in ["vocab", "sub/__pycache__/x.pyc", ".git/HEAD", "../src/model.onnx"] {
+            assert!(model.file(name).is_none(), "{name} should not be there");
+        }
+        let extracted = kind != SourceKind::Directory;
+        assert_eq!(model.dir.starts_with(fs::canonicalize(&staging)?), extracted);
+        drop(model);
+        assert_empty(&staging);
+        Ok(())
+    }
+
+    #[test]
+    fn round_trip_default() -> TestResult {
+        round_trip(ArchiveFormat::Default, "toy.mar", SourceKind::Zip)
+    }
+
+    #[test]
+    fn round_trip_zip_store() -> TestResult {
+        round_trip(ArchiveFormat::ZipStore, "toy.mar", SourceKind::Zip)
+    }
+
+    #[test]
+    fn round_trip_tgz() -> TestResult {
+        round_trip(ArchiveFormat::Tgz, "toy.tar.gz", SourceKind::Tgz)
+    }
+
+    #[test]
+    fn round_trip_no_archive() -> TestResult {
+        round_trip(ArchiveFormat::NoArchive, "toy", SourceKind::Directory)
+    }
+
+    #[test]
+    fn zip_formats_differ_only_in_compression() -> TestResult {
+        for (format, method) in [
+            (ArchiveFormat::Default, CompressionMethod::Deflated),
+            (ArchiveFormat::ZipStore, CompressionMethod::Stored),
+        ] {
+            let (_tmp, opts) = fixture(format)?;
+            let mut zip = zip::ZipArchive::new(File::open(pack(&opts)?)?)?;
+            assert_eq!(zip.by_name("model.onnx")?.compression(), method);
+            let mut manifest = String::new();
+            zip.by_name(MANIFEST_PATH)?.read_to_string(&mut manifest)?;
+            assert!(manifest.contains(r#""modelName": "toy""#), "{manifest}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tgz_puts_everything_under_the_model_name() -> TestResult {
+        let (_tmp, opts) = fixture(ArchiveFormat::Tgz)?;
+        let file = File::open(pack(&opts)?)?;
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut names = Vec::new();
+        for entry in tar.entries()? {
+            names.push(entry?.path()?.to_string_lossy().into_owned());
+        }
+        assert!(names.iter().all(|n| n.starts_with("toy/")), "{names:?}");
+        assert!(names.contains(&format!("toy/{MANIFEST_PATH}")), "{names:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() -> TestResult {
+        for format in [ArchiveFormat::Default, ArchiveFormat::Tgz, ArchiveFormat::NoArchive] {
+            let (_tmp, mut opts) = fixture(format)?;
+            let written = pack(&opts)?;
+            let err = pack(&opts).expect_err("second pack must fail");
+            assert!(matches!(&err, ArchiveError::AlreadyExists(p) if p == &written), "{err}");
+            assert!(err.to_string().contains("--force"), "{err}");
+
+            opts.force = true;
+            opts.version = "3.0".to_owned();
+            assert_eq!(pack(&opts)?, written);
+            let model = unpack(&written, &limits(&opts.export_path.join("..").join("staging")))?;
+            assert_eq!(model.manifest.model.model_version.as_deref(), Some("3.0"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn builtin_handler_names_are_stored_as_given() -> TestResult {
+        let (tmp, mut opts) = fixture(ArchiveFormat::NoArchive)?;
+        opts.handler = Some("image_classifier".to_owned());
+        let model = unpack(&pack(&opts)?, &limits(tmp.path()))?;
+        assert_eq!(model.manifest.model.handler.as_deref(), Some("image_classifier"));
+        opts.handler = None;
+        opts.force = true;
+        let model = unpack(&pack(&opts)?, &limits(tmp.path()))?;
+        assert_eq!(model.manifest.model.handler, None);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_bad_names_and_missing_inputs_without_writing() -> TestResult {
+        let (_tmp, opts) = fixture(ArchiveFormat::Default)?;
+        for name in ["../evil", "a/b", "", ".hidden"] {
+            let bad = PackOptions { model_name: name.to_owned(), ..opts.clone() };
+            assert!(matches!(pack(&bad), Err(ArchiveError::InvalidName(_))), "{name}");
+        }
+        let missing =
+            PackOptions { serialized_file: opts.export_path.join("nope.onnx"), ..opts.clone() };
+        assert!(matches!(pack(&missing), Err(ArchiveError::NotFound(_))));
+        let missing_extra =
+            PackOptions { extra_files: vec![opts.export_path.join("nope.txt")], ..opts.clone() };
+        assert!(matches!(pack(&missing_extra), Err(ArchiveError::NotFound(_))));
+        let no_export =
+            PackOptions { export_path: opts.export_path.join("missing"), ..opts.clone() };
+        assert!(matches!(pack(&no_export), Err(ArchiveError::NotFound(_))));
+        assert_empty(&opts.export_path);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_two_files_with_one_name() -> TestResult {
+        let (tmp, mut opts) = fixture(ArchiveFormat::Default)?;
+        let other = tmp.path().join("other");
+        fs::create_dir(&other)?;
+        fs::write(other.join("index_to_name.json"), "{}")?;
+        // The same file twice is fine...
+        opts.extra_files.push(opts.serialized_file.clone());
+        // ...two different files with one name are not.
+        opts.extra_files.push(other.join("index_to_name.json"));
+        let err = pack(&opts).expect_err("duplicate");
+        assert!(
+            matches!(&err, ArchiveError::DuplicateEntry(n) if n == "index_to_name.json"),
+            "{err}"
+        );
+        assert_empty(&opts.export_path);
+        Ok(())
+    }
+
+    #[test]
+    fn repacking_an_unpacked_folder_replaces_its_manifest() -> TestResult {
+        let (tmp, opts) = fixture(ArchiveFormat::NoArchive)?;
+        let first = pack(&opts)?;
+        let again = PackOptions {
+            model_name: "toy2".to_owned(),
+            serialized_file: first.join("model.onnx"),
+            extra_files: vec![first.clone()],
+            handler: None,
+            config_file: None,
+            requirements_file: None,
+            format: ArchiveFormat::Default,
+            ..opts
+        };
+        let model = unpack(&pack(&again)?, &limits(tmp.path()))?;
+        assert_eq!(model.manifest.model.model_name, "toy2");
+        assert!(model.file("words.txt").is_some());
+        Ok(())
+    }
+}

@@ -303,3 +303,160 @@ fn source_stem(source: &Path) -> String {
     }
     name
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::archive::test_support::{TestResult, assert_empty, limits, zip_bytes};
+
+    fn manifest_json(model: serde_json::Value) -> Vec<u8> {
+        json!({ "runtime": "python", "model": model }).to_string().into_bytes()
+    }
+
+    #[test]
+    fn bare_onnx_file_is_used_in_place() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        fs::write(tmp.path().join("squeezenet.onnx"), b"weights")?;
+        fs::write(tmp.path().join("index_to_name.json"), b"{}")?;
+        let model = unpack(&tmp.path().join("squeezenet.onnx"), &limits(tmp.path()))?;
+        assert_eq!(model.kind(), SourceKind::OnnxFile);
+        assert_eq!(model.dir, fs::canonicalize(tmp.path())?);
+        assert_eq!(model.manifest, Manifest::synthesized("squeezenet", "squeezenet.onnx"));
+        assert_eq!(model.manifest.model.version(), Some("1.0"));
+        let weights = model.serialized_file().ok_or("no weights")?;
+        assert_eq!(fs::read(&weights)?, b"weights");
+        assert_eq!(model.file("squeezenet.onnx"), Some(weights));
+        // A sibling file belongs to the folder, not to this model.
+        assert_eq!(model.file("index_to_name.json"), None);
+        assert_eq!(model.config_file(), None);
+        Ok(())
+    }
+
+    #[test]
+    fn folder_without_manifest_gets_one_synthesized() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("resnet-18");
+        fs::create_dir(&dir)?;
+        fs::write(dir.join("net.onnx"), b"weights")?;
+        fs::write(dir.join("index_to_name.json"), b"{}")?;
+        let model = unpack(&dir, &limits(tmp.path()))?;
+        assert_eq!(model.kind(), SourceKind::Directory);
+        assert_eq!(model.dir, fs::canonicalize(&dir)?);
+        assert_eq!(model.manifest, Manifest::synthesized("resnet-18", "net.onnx"));
+        assert!(model.file("index_to_name.json").is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn folder_needs_exactly_one_onnx_file_without_manifest() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("m");
+        fs::create_dir(&dir)?;
+        fs::write(dir.join("readme.txt"), b"")?;
+        assert!(matches!(unpack(&dir, &limits(tmp.path())), Err(ArchiveError::NoModelFile(_))));
+        fs::write(dir.join("a.onnx"), b"")?;
+        fs::write(dir.join("b.ONNX"), b"")?;
+        let err = unpack(&dir, &limits(tmp.path())).expect_err("ambiguous");
+        assert!(
+            matches!(&err, ArchiveError::AmbiguousModelFile { candidates, .. } if candidates == &["a.onnx", "b.ONNX"]),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn zip_without_manifest_is_named_after_the_archive() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("squeeze.mar");
+        fs::write(&path, zip_bytes(&[("weights.onnx", b"w"), ("labels.txt", b"l")])?)?;
+        let model = unpack(&path, &limits(tmp.path()))?;
+        assert_eq!(model.manifest, Manifest::synthesized("squeeze", "weights.onnx"));
+        assert!(model.file("labels.txt").is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn archives_are_recognised_by_content_not_extension() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("download.bin");
+        let manifest = manifest_json(json!({"modelName": "m", "serializedFile": "m.onnx"}));
+        fs::write(&path, zip_bytes(&[(MANIFEST_PATH, &manifest), ("m.onnx", b"w")])?)?;
+        let model = unpack(&path, &limits(tmp.path()))?;
+        assert_eq!(
+            (model.kind(), model.manifest.model.model_name.as_str()),
+            (SourceKind::Zip, "m")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn tgz_with_files_at_the_root_opens() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("plain.tgz");
+        let gz = flate2::write::GzEncoder::new(File::create(&path)?, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "./plain.onnx", &b"w"[..])?;
+        tar.into_inner()?.finish()?;
+        let model = unpack(&path, &limits(tmp.path()))?;
+        assert_eq!(model.manifest, Manifest::synthesized("plain", "plain.onnx"));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_and_missing_sources_are_refused() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        fs::write(tmp.path().join("notes.txt"), b"hello")?;
+        assert!(matches!(
+            unpack(&tmp.path().join("notes.txt"), &limits(tmp.path())),
+            Err(ArchiveError::UnsupportedFormat(_))
+        ));
+        assert!(matches!(
+            unpack(&tmp.path().join("gone.mar"), &limits(tmp.path())),
+            Err(ArchiveError::NotFound(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn manifest_paths_outside_the_model_are_refused() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let staging = tmp.path().join("staging");
+        let cases = [
+            json!({"modelName": "m", "serializedFile": "../../etc/passwd"}),
+            json!({"modelName": "m", "serializedFile": "m.onnx", "configFile": "/etc/passwd"}),
+            json!({"modelName": "m", "serializedFile": "m.onnx", "requirementsFile": "../r.txt"}),
+            json!({"modelName": "m", "serializedFile": "missing.onnx"}),
+        ];
+        for (i, model) in cases.into_iter().enumerate() {
+            let path = tmp.path().join(format!("case{i}.mar"));
+            let manifest = manifest_json(model);
+            fs::write(&path, zip_bytes(&[(MANIFEST_PATH, &manifest), ("m.onnx", b"w")])?)?;
+            let err = unpack(&path, &limits(&staging)).expect_err("must be refused");
+            assert!(matches!(err, ArchiveError::InvalidManifest { .. }), "{err}");
+            assert_empty(&staging);
+        }
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn manifest_paths_may_not_escape_through_symlinks() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        fs::write(tmp.path().join("secret.yaml"), b"secret")?;
+        let dir = tmp.path().join("m");
+        fs::create_dir_all(dir.join("MAR-INF"))?;
+        fs::write(dir.join("m.onnx"), b"w")?;
+        std::os::unix::fs::symlink(tmp.path().join("secret.yaml"), dir.join("config.yaml"))?;
+        let manifest =
+            json!({"modelName": "m", "serializedFile": "m.onnx", "configFile": "config.yaml"});
+        fs::write(dir.join(MANIFEST_PATH), manifest_json(manifest))?;
+        let err = unpack(&dir, &limits(tmp.path())).expect_err("must be refused");
+        assert!(err.to_string().contains("outside the model folder"), "{err}");
+        Ok(())
+    }
+}

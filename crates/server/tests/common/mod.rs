@@ -1,0 +1,189 @@
+//! A real server on loopback port 0 with the tract engine and the repository's example models.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oxserve_backend_tract::TractBackend;
+use oxserve_engine::config::EngineConfig;
+use oxserve_engine::handler::HandlerRegistry;
+use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_server::{Server, ServerConfig};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo().join("examples/inputs/expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A model store in a temp folder holding copies of the example models and test fixtures.
+pub fn store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/model-store"), dir.path());
+    for name in ["multi_io", "fixed_batch", "slow"] {
+        std::fs::copy(
+            repo().join(format!("tests/fixtures/models/{name}.onnx")),
+            dir.path().join(format!("{name}.onnx")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        repo().join("tests/fixtures/torch-model-archiver/tiny_ts.mar"),
+        dir.path().join("tiny_ts.mar"),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+pub struct TestServer {
+    pub inference: String,
+    pub management: String,
+    pub metrics: String,
+    pub registry: Arc<Registry>,
+    pub client: reqwest::Client,
+    pub store: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Options {
+    pub engine: EngineConfig,
+    pub server: ServerConfig,
+    /// (name, url, overrides) loaded before serving.
+    pub models: Vec<RegisterRequest>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        Self {
+            engine: EngineConfig::default(),
+            server: ServerConfig {
+                inference_address: local,
+                management_address: local,
+                metrics_address: local,
+                enable_model_api: true,
+                ..ServerConfig::default()
+            },
+            models: vec![model("tiny", "tiny"), model("digits", "digits")],
+        }
+    }
+}
+
+pub fn model(name: &str, url: &str) -> RegisterRequest {
+    RegisterRequest {
+        url: url.into(),
+        model_name: Some(name.into()),
+        synchronous: true,
+        loaded_at_startup: true,
+        ..RegisterRequest::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start(options: Options) -> Self {
+        let store = store();
+        let engine = EngineConfig { model_store: store.path().to_path_buf(), ..options.engine };
+        let registry = Arc::new(Registry::new(
+            engine,
+            Arc::new(TractBackend),
+            HandlerRegistry::with_builtins(),
+        ));
+        for request in options.models {
+            registry.register(request).await.unwrap();
+        }
+        let server = Server::bind(options.server, Arc::clone(&registry)).await.unwrap();
+        let inference = format!("http://{}", server.inference_addr());
+        let management = format!("http://{}", server.management_addr());
+        let metrics = format!("http://{}", server.metrics_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            inference,
+            management,
+            metrics,
+            registry,
+            client: reqwest::Client::new(),
+            store,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn default() -> Self {
+        Self::start(Options::default()).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        let registry = Arc::clone(&self.registry);
+        tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+    }
+
+    pub async fn post(
+        &self,
+        url: String,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = self.client.post(url).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn get(&self, url: String) -> (u16, serde_json::Value) {
+        let r = self.client.get(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, url: String) -> (u16, serde_json::Value) {
+        let r = self.client.request(method, url).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+}
+
+/// Asserts two JSON number lists (any nesting) are equal within `tol`.
+pub fn assert_close(actual: &serde_json::Value, expected: &serde_json::Value, tol: f64) {
+    fn flat(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+            other => out.push(other.as_f64().unwrap_or_else(|| panic!("not a number: {other}"))),
+        }
+    }
+    let (mut a, mut e) = (Vec::new(), Vec::new());
+    flat(actual, &mut a);
+    flat(expected, &mut e);
+    assert_eq!(a.len(), e.len(), "{actual} vs {expected}");
+    for (x, y) in a.iter().zip(&e) {
+        assert!((x - y).abs() <= tol, "{x} != {y} (tolerance {tol}): {actual} vs {expected}");
+    }
+}
