@@ -229,6 +229,7 @@ impl<R: Read> Read for Meter<'_, R> {
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;
+    use std::path::PathBuf;
 
     use flate2::Compression;
     use flate2::write::GzEncoder;
@@ -275,8 +276,6 @@ mod tests {
         }
     }
 
-    use std::path::PathBuf;
-
     fn assert_unsafe(err: &ArchiveError, needle: &str) {
         assert!(
             matches!(err, ArchiveError::UnsafeEntry { .. }) && err.to_string().contains(needle),
@@ -288,8 +287,11 @@ mod tests {
         assert!(matches!(err, ArchiveError::TooLarge { .. }), "{err}");
     }
 
+    /// A raw tar entry: name, type, link target, data.
+    type RawEntry<'a> = (&'a [u8], EntryType, &'a [u8], &'a [u8]);
+
     /// A tar.gz of raw headers, so names and types the `tar` builder would refuse can be made.
-    fn tgz(entries: &[(&[u8], EntryType, &[u8], &[u8])]) -> Vec<u8> {
+    fn tgz(entries: &[RawEntry<'_>]) -> Vec<u8> {
         let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
         for (name, kind, link, data) in entries {
             let mut header = Header::new_gnu();
@@ -429,7 +431,7 @@ mod tests {
     fn tar_with_too_many_entries_is_refused() -> TestResult {
         let scene = Scene::new()?;
         let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
-        let entries: Vec<(&[u8], EntryType, &[u8], &[u8])> =
+        let entries: Vec<RawEntry<'_>> =
             names.iter().map(|n| (n.as_bytes(), EntryType::Regular, &b""[..], &b""[..])).collect();
         let limits = UnpackLimits { max_entries: 5, ..scene.limits() };
         assert_too_large(&scene.refuse("many.tgz", &tgz(&entries), &limits));

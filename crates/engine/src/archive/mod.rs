@@ -195,9 +195,44 @@ pub(crate) mod test_support {
     use std::io::{Cursor, Write};
     use std::path::Path;
 
+    use tempfile::TempDir;
     use zip::write::SimpleFileOptions;
 
-    use super::UnpackLimits;
+    use super::{ArchiveFormat, PackOptions, UnpackLimits};
+
+    /// Dummy weights; unpacking never parses them.
+    pub(crate) const WEIGHTS: &[u8] = b"\x08\x07not really onnx";
+
+    /// A source folder with a dummy model, config, handler and extras, and options packing it.
+    pub(crate) fn fixture(
+        format: ArchiveFormat,
+    ) -> Result<(TempDir, PackOptions), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let src = tmp.path().join("src");
+        fs::create_dir_all(src.join("vocab/sub/__pycache__"))?;
+        fs::create_dir_all(src.join("vocab/.git"))?;
+        fs::write(src.join("model.onnx"), WEIGHTS)?;
+        fs::write(src.join("model-config.yaml"), "batchSize: 4\n")?;
+        fs::write(src.join("requirements.txt"), "numpy\n")?;
+        fs::write(src.join("my_handler.py"), "def handle(data, ctx): pass\n")?;
+        fs::write(src.join("index_to_name.json"), r#"{"0": "cat"}"#)?;
+        fs::write(src.join("vocab/words.txt"), "a\nb\n")?;
+        fs::write(src.join("vocab/sub/deep.txt"), "deep")?;
+        fs::write(src.join("vocab/sub/__pycache__/x.pyc"), "skip")?;
+        fs::write(src.join("vocab/.git/HEAD"), "skip")?;
+        fs::create_dir(tmp.path().join("out"))?;
+        let opts = PackOptions {
+            version: "2.0".to_owned(),
+            handler: Some(format!("{}:handle", src.join("my_handler.py").display())),
+            extra_files: vec![src.join("index_to_name.json"), src.join("vocab")],
+            config_file: Some(src.join("model-config.yaml")),
+            requirements_file: Some(src.join("requirements.txt")),
+            export_path: tmp.path().join("out"),
+            format,
+            ..PackOptions::new("toy", src.join("model.onnx"))
+        };
+        Ok((tmp, opts))
+    }
 
     /// Result type for tests that use `?`.
     pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -230,7 +265,80 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
+    use super::test_support::{TestResult, WEIGHTS, assert_empty, fixture, limits};
     use super::*;
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn round_trip(format: ArchiveFormat, output: &str, kind: SourceKind) -> TestResult {
+        let (tmp, opts) = fixture(format)?;
+        let written = pack(&opts)?;
+        assert_eq!(written, opts.export_path.join(output));
+        // Only the output: no temporary files left in the export folder.
+        let listing: Vec<_> = fs::read_dir(&opts.export_path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(listing, [output]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&written)?.permissions().mode() & 0o777;
+            assert_eq!(mode, if written.is_dir() { 0o755 } else { 0o644 });
+        }
+
+        let staging = tmp.path().join("staging");
+        fs::create_dir(&staging)?;
+        let model = unpack(&written, &limits(&staging))?;
+        assert_eq!(model.kind(), kind);
+        let m = &model.manifest.model;
+        assert_eq!(m.model_name, "toy");
+        assert_eq!(m.model_version.as_deref(), Some("2.0"));
+        assert_eq!(m.serialized_file.as_deref(), Some("model.onnx"));
+        assert_eq!(m.handler.as_deref(), Some("my_handler.py:handle"));
+        assert_eq!(m.config_file.as_deref(), Some("model-config.yaml"));
+        assert_eq!(m.requirements_file.as_deref(), Some("requirements.txt"));
+        assert_eq!(model.manifest.runtime.as_deref(), Some("python"));
+        assert_eq!(model.manifest.archiver_version.as_deref(), Some("0.12.0"));
+        let weights = model.serialized_file().ok_or("no serialized file")?;
+        assert_eq!(fs::read(weights)?, WEIGHTS);
+        let config = model.config_file().ok_or("no config file")?;
+        assert_eq!(read(&config), "batchSize: 4\n");
+        for name in ["index_to_name.json", "words.txt", "sub/deep.txt", "my_handler.py"] {
+            assert!(model.file(name).is_some(), "{name} missing");
+        }
+        for name in ["vocab", "sub/__pycache__/x.pyc", ".git/HEAD", "../src/model.onnx"] {
+            assert!(model.file(name).is_none(), "{name} should not be there");
+        }
+        let extracted = kind != SourceKind::Directory;
+        assert_eq!(model.dir.starts_with(fs::canonicalize(&staging)?), extracted);
+        drop(model);
+        assert_empty(&staging);
+        Ok(())
+    }
+
+    #[test]
+    fn round_trip_default() -> TestResult {
+        round_trip(ArchiveFormat::Default, "toy.mar", SourceKind::Zip)
+    }
+
+    #[test]
+    fn round_trip_zip_store() -> TestResult {
+        round_trip(ArchiveFormat::ZipStore, "toy.mar", SourceKind::Zip)
+    }
+
+    #[test]
+    fn round_trip_tgz() -> TestResult {
+        round_trip(ArchiveFormat::Tgz, "toy.tar.gz", SourceKind::Tgz)
+    }
+
+    #[test]
+    fn round_trip_no_archive() -> TestResult {
+        round_trip(ArchiveFormat::NoArchive, "toy", SourceKind::Directory)
+    }
 
     #[test]
     fn model_names_follow_torch_model_archiver() {

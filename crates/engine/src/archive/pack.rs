@@ -114,11 +114,10 @@ impl PackOptions {
 /// [`ArchiveError::Io`] / [`ArchiveError::Zip`] when writing fails.
 pub fn pack(opts: &PackOptions) -> Result<PathBuf, ArchiveError> {
     validate_model_name(&opts.model_name)?;
-    if opts.version.trim().is_empty() {
-        return Err(ArchiveError::InvalidOption("the model version must not be empty".to_owned()));
-    }
-    if opts.runtime.trim().is_empty() {
-        return Err(ArchiveError::InvalidOption("the runtime must not be empty".to_owned()));
+    for (what, value) in [("model version", &opts.version), ("runtime", &opts.runtime)] {
+        if value.trim().is_empty() {
+            return Err(ArchiveError::InvalidOption(format!("the {what} must not be empty")));
+        }
     }
     let export = &opts.export_path;
     match fs::metadata(export) {
@@ -291,6 +290,14 @@ fn temp_file(opts: &PackOptions) -> Result<tempfile::NamedTempFile, ArchiveError
 }
 
 fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(), ArchiveError> {
+    // Temporary files are created 0600; archives are as readable as torch-model-archiver's.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_err(tmp.path()))?;
+    }
     tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
     tmp.persist(target).map_err(|e| io_err(target)(e.error))?;
     Ok(())
@@ -358,8 +365,10 @@ fn write_folder(
         .suffix(".partial")
         .tempdir_in(&opts.export_path)
         .map_err(io_err(&opts.export_path))?;
+    let mar_inf = tmp.path().join("MAR-INF");
+    fs::create_dir(&mar_inf).map_err(io_err(&mar_inf))?;
     let manifest_path = tmp.path().join(MANIFEST_PATH);
-    write_new(&manifest_path, manifest_json.as_bytes())?;
+    fs::write(&manifest_path, manifest_json).map_err(io_err(&manifest_path))?;
     for (name, path) in &files.0 {
         let dest = tmp.path().join(name);
         if let Some(parent) = dest.parent() {
@@ -383,13 +392,6 @@ fn write_folder(
     Ok(())
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    fs::write(path, bytes).map_err(io_err(path))
-}
-
 fn remove_existing(target: &Path) -> Result<(), ArchiveError> {
     let Ok(meta) = fs::symlink_metadata(target) else {
         return Ok(());
@@ -402,108 +404,9 @@ fn remove_existing(target: &Path) -> Result<(), ArchiveError> {
 mod tests {
     use std::io::Read;
 
-    use tempfile::TempDir;
-
     use super::*;
-    use crate::archive::test_support::{TestResult, assert_empty, limits};
-    use crate::archive::{SourceKind, unpack};
-
-    const WEIGHTS: &[u8] = b"\x08\x07not really onnx";
-
-    /// A source folder with a dummy model, config, handler and extras, and options packing it.
-    fn fixture(
-        format: ArchiveFormat,
-    ) -> Result<(TempDir, PackOptions), Box<dyn std::error::Error>> {
-        let tmp = tempfile::tempdir()?;
-        let src = tmp.path().join("src");
-        fs::create_dir_all(src.join("vocab/sub/__pycache__"))?;
-        fs::create_dir_all(src.join("vocab/.git"))?;
-        fs::write(src.join("model.onnx"), WEIGHTS)?;
-        fs::write(src.join("model-config.yaml"), "batchSize: 4\n")?;
-        fs::write(src.join("requirements.txt"), "numpy\n")?;
-        fs::write(src.join("my_handler.py"), "def handle(data, ctx): pass\n")?;
-        fs::write(src.join("index_to_name.json"), r#"{"0": "cat"}"#)?;
-        fs::write(src.join("vocab/words.txt"), "a\nb\n")?;
-        fs::write(src.join("vocab/sub/deep.txt"), "deep")?;
-        fs::write(src.join("vocab/sub/__pycache__/x.pyc"), "skip")?;
-        fs::write(src.join("vocab/.git/HEAD"), "skip")?;
-        fs::create_dir(tmp.path().join("out"))?;
-        let opts = PackOptions {
-            version: "2.0".to_owned(),
-            handler: Some(format!("{}:handle", src.join("my_handler.py").display())),
-            extra_files: vec![src.join("index_to_name.json"), src.join("vocab")],
-            config_file: Some(src.join("model-config.yaml")),
-            requirements_file: Some(src.join("requirements.txt")),
-            export_path: tmp.path().join("out"),
-            format,
-            ..PackOptions::new("toy", src.join("model.onnx"))
-        };
-        Ok((tmp, opts))
-    }
-
-    fn read(path: &Path) -> String {
-        fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    fn round_trip(format: ArchiveFormat, output: &str, kind: SourceKind) -> TestResult {
-        let (tmp, opts) = fixture(format)?;
-        let written = pack(&opts)?;
-        assert_eq!(written, opts.export_path.join(output));
-        // Only the output: no temporary files left in the export folder.
-        let listing: Vec<_> = fs::read_dir(&opts.export_path)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()?;
-        assert_eq!(listing, [output]);
-
-        let staging = tmp.path().join("staging");
-        fs::create_dir(&staging)?;
-        let model = unpack(&written, &limits(&staging))?;
-        assert_eq!(model.kind(), kind);
-        let m = &model.manifest.model;
-        assert_eq!(m.model_name, "toy");
-        assert_eq!(m.model_version.as_deref(), Some("2.0"));
-        assert_eq!(m.serialized_file.as_deref(), Some("model.onnx"));
-        assert_eq!(m.handler.as_deref(), Some("my_handler.py:handle"));
-        assert_eq!(m.config_file.as_deref(), Some("model-config.yaml"));
-        assert_eq!(m.requirements_file.as_deref(), Some("requirements.txt"));
-        assert_eq!(model.manifest.runtime.as_deref(), Some("python"));
-        assert_eq!(model.manifest.archiver_version.as_deref(), Some("0.12.0"));
-        let weights = model.serialized_file().ok_or("no serialized file")?;
-        assert_eq!(fs::read(weights)?, WEIGHTS);
-        let config = model.config_file().ok_or("no config file")?;
-        assert_eq!(read(&config), "batchSize: 4\n");
-        for name in ["index_to_name.json", "words.txt", "sub/deep.txt", "my_handler.py"] {
-            assert!(model.file(name).is_some(), "{name} missing");
-        }
-        for name in ["vocab", "sub/__pycache__/x.pyc", ".git/HEAD", "../src/model.onnx"] {
-            assert!(model.file(name).is_none(), "{name} should not be there");
-        }
-        let extracted = kind != SourceKind::Directory;
-        assert_eq!(model.dir.starts_with(fs::canonicalize(&staging)?), extracted);
-        drop(model);
-        assert_empty(&staging);
-        Ok(())
-    }
-
-    #[test]
-    fn round_trip_default() -> TestResult {
-        round_trip(ArchiveFormat::Default, "toy.mar", SourceKind::Zip)
-    }
-
-    #[test]
-    fn round_trip_zip_store() -> TestResult {
-        round_trip(ArchiveFormat::ZipStore, "toy.mar", SourceKind::Zip)
-    }
-
-    #[test]
-    fn round_trip_tgz() -> TestResult {
-        round_trip(ArchiveFormat::Tgz, "toy.tar.gz", SourceKind::Tgz)
-    }
-
-    #[test]
-    fn round_trip_no_archive() -> TestResult {
-        round_trip(ArchiveFormat::NoArchive, "toy", SourceKind::Directory)
-    }
+    use crate::archive::test_support::{TestResult, assert_empty, fixture, limits};
+    use crate::archive::unpack;
 
     #[test]
     fn zip_formats_differ_only_in_compression() -> TestResult {

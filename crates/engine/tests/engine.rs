@@ -1,0 +1,211 @@
+//! The serving core with the real tract engine: batching, scaling and cancellation.
+//!
+//! The backend is tract wrapped in a decorator that counts the rows each session runs, so a test can
+//! tell which requests reached the engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use oxserve_backend::{
+    Backend, BackendError, LoadedModel, ModelSource, Session, Signature, Tensor, TensorData,
+};
+use oxserve_backend_tract::TractBackend;
+use oxserve_engine::config::{EngineConfig, ModelOverrides};
+use oxserve_engine::handler::HandlerRegistry;
+use oxserve_engine::{EngineError, ModelVersion, RegisterRequest, Registry};
+
+#[derive(Debug, Default)]
+struct Counting {
+    rows: Arc<AtomicUsize>,
+    runs: Arc<AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct CountingModel {
+    inner: Arc<dyn LoadedModel>,
+    rows: Arc<AtomicUsize>,
+    runs: Arc<AtomicUsize>,
+}
+
+struct CountingSession {
+    inner: Box<dyn Session>,
+    rows: Arc<AtomicUsize>,
+    runs: Arc<AtomicUsize>,
+}
+
+impl Backend for Counting {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+    fn load(&self, source: &ModelSource) -> Result<Arc<dyn LoadedModel>, BackendError> {
+        Ok(Arc::new(CountingModel {
+            inner: TractBackend.load(source)?,
+            rows: Arc::clone(&self.rows),
+            runs: Arc::clone(&self.runs),
+        }))
+    }
+}
+
+impl LoadedModel for CountingModel {
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn new_session(&self) -> Result<Box<dyn Session>, BackendError> {
+        Ok(Box::new(CountingSession {
+            inner: self.inner.new_session()?,
+            rows: Arc::clone(&self.rows),
+            runs: Arc::clone(&self.runs),
+        }))
+    }
+}
+
+impl Session for CountingSession {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        self.rows.fetch_add(inputs[0].rows(), Ordering::SeqCst);
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.inner.run(inputs)
+    }
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+async fn load(
+    path: &str,
+    overrides: ModelOverrides,
+    queue: usize,
+) -> (Arc<Registry>, Arc<ModelVersion>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let backend = Counting::default();
+    let (rows, runs) = (Arc::clone(&backend.rows), Arc::clone(&backend.runs));
+    let config = EngineConfig { job_queue_size: queue, ..EngineConfig::default() };
+    let registry =
+        Arc::new(Registry::new(config, Arc::new(backend), HandlerRegistry::with_builtins()));
+    let request = RegisterRequest {
+        model_name: Some("m".into()),
+        overrides,
+        synchronous: true,
+        ..Default::default()
+    };
+    let version = registry.register_path(fixture(path), request).await.unwrap();
+    (registry, version, rows, runs)
+}
+
+fn rows_of(n: usize, value: f32, width: usize) -> Vec<Tensor> {
+    vec![Tensor::new(vec![n, width], TensorData::F32(vec![value; n * width])).unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_form_one_batch() {
+    let overrides =
+        ModelOverrides { batch_size: Some(4), max_batch_delay: Some(5_000), ..Default::default() };
+    let (registry, v, rows, runs) = load("examples/models/tiny.onnx", overrides, 100).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let v = Arc::clone(&v);
+            tokio::spawn(async move { v.infer(rows_of(1, i as f32, 64), None).await })
+        })
+        .collect();
+    for t in tasks {
+        let out = t.await.unwrap().unwrap();
+        assert_eq!(out.batch_size, 4);
+        assert_eq!(out.outputs[0].shape(), &[1, 10]);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(rows.load(Ordering::SeqCst), 4);
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_size_one_never_waits_for_the_delay() {
+    let overrides =
+        ModelOverrides { batch_size: Some(1), max_batch_delay: Some(60_000), ..Default::default() };
+    let (registry, v, _, _) = load("examples/models/tiny.onnx", overrides, 100).await;
+    let out = tokio::time::timeout(Duration::from_secs(30), v.infer(rows_of(1, 0.5, 64), None))
+        .await
+        .expect("a batch of one must not wait for max_batch_delay")
+        .unwrap();
+    assert_eq!(out.batch_size, 1);
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_while_requests_wait_loses_nothing() {
+    let overrides =
+        ModelOverrides { min_workers: Some(1), batch_size: Some(1), ..Default::default() };
+    let (registry, v, rows, _) = load("tests/fixtures/models/slow.onnx", overrides, 64).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let v = Arc::clone(&v);
+            tokio::spawn(async move { v.infer(rows_of(1, 1.0, 1), None).await })
+        })
+        .collect();
+    for n in [3, 1, 2, 0, 2] {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        v.scale(n, n);
+    }
+    for t in tasks {
+        let out = t.await.unwrap().unwrap();
+        assert_eq!(out.outputs[0].shape(), &[1, 1]);
+    }
+    assert_eq!(rows.load(Ordering::SeqCst), 24);
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_requests_never_reach_the_engine() {
+    let overrides = ModelOverrides { batch_size: Some(1), ..Default::default() };
+    let (registry, v, rows, _) = load("tests/fixtures/models/slow.onnx", overrides, 64).await;
+    // Occupy the only worker for a while.
+    let busy = {
+        let v = Arc::clone(&v);
+        tokio::spawn(async move { v.infer(rows_of(8, 1.0, 1), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A client that goes away while queued…
+    let gone = {
+        let v = Arc::clone(&v);
+        tokio::spawn(async move { v.infer(rows_of(3, 1.0, 1), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    gone.abort();
+    // …and one whose own deadline is shorter than the queue wait.
+    let hurried = v.infer(rows_of(5, 1.0, 1), Some(Duration::from_millis(10))).await;
+    assert!(matches!(hurried, Err(EngineError::Timeout(_))), "{hurried:?}");
+    busy.await.unwrap().unwrap();
+    let last = v.infer(rows_of(1, 1.0, 1), None).await.unwrap();
+    assert_eq!(last.outputs[0].shape(), &[1, 1]);
+    assert_eq!(rows.load(Ordering::SeqCst), 8 + 1, "only the busy and the last request ran");
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_inputs_are_refused_before_queueing() {
+    let (registry, v, rows, _) =
+        load("examples/models/tiny.onnx", ModelOverrides::default(), 100).await;
+    let wrong_width = v.infer(rows_of(1, 0.0, 63), None).await;
+    assert!(matches!(wrong_width, Err(EngineError::InvalidInput(_))));
+    let wrong_type =
+        v.infer(vec![Tensor::new(vec![1, 64], TensorData::I64(vec![0; 64])).unwrap()], None).await;
+    assert!(matches!(wrong_type, Err(EngineError::InvalidInput(_))));
+    assert!(matches!(v.infer(vec![], None).await, Err(EngineError::InvalidInput(_))));
+    assert_eq!(rows.load(Ordering::SeqCst), 0);
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_load_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"this is not a protobuf").unwrap();
+    let registry = Arc::new(Registry::new(
+        EngineConfig::default(),
+        Arc::new(TractBackend),
+        HandlerRegistry::with_builtins(),
+    ));
+    let err = registry.register_path(bad, RegisterRequest::default()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Backend(BackendError::Load { .. })), "{err:?}");
+    assert!(registry.list().is_empty());
+}
