@@ -112,7 +112,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Model server started"
     );
     // Scripts (TorchServe's benchmark among them) wait for this line on stdout.
-    println!("Model server started.");
+    println!(
+        "Model server started. Inference API: http://{}, management API: http://{}, metrics API: http://{}",
+        server.inference_addr(),
+        server.management_addr(),
+        server.metrics_addr()
+    );
     server.run(shutdown_signal()).await?;
     info!("shutting down: finishing queued requests");
     tokio::task::spawn_blocking(move || registry.shutdown()).await?;

@@ -1,0 +1,167 @@
+//! The `oxserve` binary as a user runs it: pack an archive, serve it, predict, stop with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn oxserve() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_oxserve"))
+}
+
+/// Starts `oxserve serve` and waits for its "Model server started" line; returns the child and the
+/// inference, management and metrics base URLs.
+fn start(args: &[&str]) -> (Child, [String; 3]) {
+    let mut child = oxserve()
+        .arg("serve")
+        .args(args)
+        .args(["--inference-address", "http://127.0.0.1:0"])
+        .args(["--management-address", "http://127.0.0.1:0"])
+        .args(["--metrics-address", "http://127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = BufReader::new(stdout).lines().next().expect("the server printed nothing").unwrap();
+    assert!(line.starts_with("Model server started."), "{line}");
+    let urls: Vec<String> = line
+        .split("http://")
+        .skip(1)
+        .map(|s| format!("http://{}", s.trim_end_matches([',', ' ']).split(',').next().unwrap()))
+        .collect();
+    (child, [urls[0].clone(), urls[1].clone(), urls[2].clone()])
+}
+
+fn terminate(mut child: Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "the server exited with {status} on SIGTERM");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    panic!("the server did not stop on SIGTERM within 5 s");
+}
+
+#[tokio::test]
+async fn pack_serve_predict_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let status = oxserve()
+        .args(["archive", "--model-name", "tiny", "--version", "2.0"])
+        .arg("--serialized-file")
+        .arg(repo().join("examples/models/tiny.onnx"))
+        .arg("--config-file")
+        .arg(repo().join("examples/model-store/tiny/model-config.yaml"))
+        .arg("--export-path")
+        .arg(store)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(store.join("tiny.mar").is_file());
+
+    let store_arg = store.to_str().unwrap();
+    let (child, [inference, management, metrics]) =
+        start(&["--model-store", store_arg, "--models", "t=tiny.mar"]);
+    let client = reqwest::Client::new();
+    let ping: serde_json::Value =
+        client.get(format!("{inference}/ping")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ping["status"], "Healthy");
+    let input = std::fs::read_to_string(repo().join("examples/inputs/tiny.json")).unwrap();
+    let r = client.post(format!("{inference}/predictions/t/2.0")).body(input).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out: Vec<f32> = r.json().await.unwrap();
+    assert_eq!(out.len(), 10);
+    let describe: serde_json::Value =
+        client.get(format!("{management}/models/t")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(describe[0]["modelVersion"], "2.0");
+    assert_eq!(describe[0]["loadedAtStartup"], true);
+    assert_eq!(describe[0]["batchSize"], 4);
+    // The model API is off unless asked for.
+    let r = client.post(format!("{management}/models?url=tiny.mar")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let text = client.get(format!("{metrics}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("ts_inference_requests_total{model_name=\"t\""), "{text}");
+    terminate(child);
+}
+
+#[tokio::test]
+async fn config_properties_and_model_store_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.properties");
+    std::fs::write(
+        &config,
+        format!(
+            "model_store={}\nload_models=all\nenable_model_api=true\njob_queue_size=5\n\
+             models={{\"digits\": {{\"1.0\": {{\"batchSize\": 2, \"maxBatchDelay\": 3}}}}}}\n",
+            repo().join("examples/model-store").display()
+        ),
+    )
+    .unwrap();
+    let (child, [inference, management, _]) = start(&["--ts-config", config.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let list: serde_json::Value =
+        client.get(format!("{management}/models")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["modelName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["digits", "tiny"]);
+    let d: serde_json::Value = client
+        .get(format!("{management}/models/digits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // model-config.yaml (batchSize 8, maxBatchDelay 10) wins over config.properties' models= entry.
+    assert_eq!(d[0]["batchSize"], 8);
+    assert_eq!(d[0]["jobQueueStatus"]["remainingCapacity"], 5);
+    let digit = std::fs::read_to_string(repo().join("examples/inputs/digit.json")).unwrap();
+    let r: serde_json::Value = client
+        .post(format!("{inference}/predictions/digits"))
+        .body(digit)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["label"].is_i64(), "{r}");
+    terminate(child);
+}
+
+#[test]
+fn bad_startup_configuration_exits_with_a_clear_error() {
+    let out = oxserve()
+        .args(["serve", "--model-store", "/nonexistent-store", "--models", "nothing.mar"])
+        .args([
+            "--inference-address",
+            "http://127.0.0.1:0",
+            "--management-address",
+            "http://127.0.0.1:0",
+            "--metrics-address",
+            "http://127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing.mar"), "{stderr}");
+
+    let out =
+        oxserve().args(["serve", "--inference-address", "https://127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+}
