@@ -9,9 +9,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use oxserve_engine::archive::{self, ArchiveFormat, PackOptions};
 
-/// Flags of `oxserve archive`, named as torch-model-archiver names them.
+/// Flags of `oxserve archive`. Boxed so the `Command` enum in `main.rs` stays small whichever
+/// subcommand it holds (clippy's `large_enum_variant`).
 #[derive(Debug, clap::Args)]
 pub(crate) struct ArchiveArgs {
+    #[command(flatten)]
+    flags: Box<ArchiveFlags>,
+}
+
+/// The flags themselves, named as torch-model-archiver names them.
+#[derive(Debug, clap::Args)]
+struct ArchiveFlags {
     /// Model name: the archive's file name and the name the server registers it under. Letters,
     /// digits, `_`, `-` and `.` only, starting with a letter or digit.
     #[arg(long)]
@@ -91,6 +99,7 @@ impl From<FormatArg> for ArchiveFormat {
 
 /// Packs the model and prints the path written.
 pub(crate) fn run(args: ArchiveArgs) -> anyhow::Result<()> {
+    let args = *args.flags;
     let model_name = args.model_name.clone();
     let opts = PackOptions {
         model_name: args.model_name,

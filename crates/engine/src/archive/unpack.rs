@@ -408,6 +408,25 @@ mod tests {
     }
 
     #[test]
+    fn opens_a_real_torch_model_archiver_mar() -> TestResult {
+        let mar = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/torch-model-archiver/tiny_ts.mar");
+        let tmp = tempfile::tempdir()?;
+        let model = unpack(&mar, &limits(tmp.path()))?;
+        assert_eq!(model.kind(), SourceKind::Zip);
+        let m = &model.manifest.model;
+        assert_eq!(
+            (m.model_name.as_str(), m.handler.as_deref()),
+            ("tiny_ts", Some("base_handler"))
+        );
+        assert_eq!(model.manifest.archiver_version.as_deref(), Some("0.12.0"));
+        assert!(model.serialized_file().is_some_and(|p| p.ends_with("tiny.onnx") && p.is_file()));
+        assert!(model.config_file().is_some_and(|p| p.is_file()));
+        assert!(model.file("notes.txt").is_some());
+        Ok(())
+    }
+
+    #[test]
     fn unknown_and_missing_sources_are_refused() -> TestResult {
         let tmp = tempfile::tempdir()?;
         fs::write(tmp.path().join("notes.txt"), b"hello")?;
