@@ -1,5 +1,7 @@
 //! The `oxserve` binary as a user runs it: pack an archive, serve it, predict, stop with SIGTERM.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

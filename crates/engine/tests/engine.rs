@@ -3,6 +3,8 @@
 //! The backend is tract wrapped in a decorator that counts the rows each session runs, so a test can
 //! tell which requests reached the engine.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,6 +6,8 @@
 //!
 //! Run with `cargo bench -p oxserve-server --bench serving` (add `-- --quick` for a short run).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +30,8 @@ fn row() -> Vec<f32> {
 
 /// Requests per second of `threads` threads each running batch-1 inference on their own session.
 fn in_process(threads: usize, per_thread: usize) -> f64 {
-    let model = TractBackend.load(&ModelSource { path: model_path(), intra_threads: None }).unwrap();
+    let model =
+        TractBackend.load(&ModelSource { path: model_path(), intra_threads: None }).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
@@ -52,21 +55,43 @@ struct Served {
 }
 
 /// Throughput and latency of `clients` keep-alive clients sending `total` requests to a server.
-async fn served(workers: usize, batch_size: usize, delay_ms: u64, clients: usize, total: usize) -> Served {
+async fn served(
+    workers: usize,
+    batch_size: usize,
+    delay_ms: u64,
+    clients: usize,
+    total: usize,
+) -> Served {
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(model_path(), dir.path().join("tiny.onnx")).unwrap();
-    let engine = EngineConfig { model_store: dir.path().to_path_buf(), job_queue_size: 1000, ..EngineConfig::default() };
-    let registry = Arc::new(Registry::new(engine, Arc::new(TractBackend), HandlerRegistry::with_builtins()));
+    let engine = EngineConfig {
+        model_store: dir.path().to_path_buf(),
+        job_queue_size: 1000,
+        ..EngineConfig::default()
+    };
+    let registry =
+        Arc::new(Registry::new(engine, Arc::new(TractBackend), HandlerRegistry::with_builtins()));
     let overrides = ModelOverrides {
         min_workers: Some(workers),
         batch_size: Some(batch_size),
         max_batch_delay: Some(delay_ms),
         ..ModelOverrides::default()
     };
-    let request = RegisterRequest { url: "tiny.onnx".into(), model_name: Some("tiny".into()), overrides, synchronous: true, ..Default::default() };
+    let request = RegisterRequest {
+        url: "tiny.onnx".into(),
+        model_name: Some("tiny".into()),
+        overrides,
+        synchronous: true,
+        ..Default::default()
+    };
     registry.register(request).await.unwrap();
-    let config = ServerConfig { inference_address: local, management_address: local, metrics_address: local, ..ServerConfig::default() };
+    let config = ServerConfig {
+        inference_address: local,
+        management_address: local,
+        metrics_address: local,
+        ..ServerConfig::default()
+    };
     let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
     let url = format!("http://{}/predictions/tiny", server.inference_addr());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -103,7 +128,11 @@ async fn served(workers: usize, batch_size: usize, delay_ms: u64, clients: usize
     let elapsed = start.elapsed();
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
-    let result = Served { throughput: latencies.len() as f64 / elapsed.as_secs_f64(), p50: pick(0.5), p99: pick(0.99) };
+    let result = Served {
+        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+    };
     let _ = stop_tx.send(());
     task.await.unwrap().unwrap();
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
@@ -117,9 +146,13 @@ fn main() {
     let base1 = in_process(1, 2000 * scale);
     let base2 = in_process(2, 2000 * scale);
     println!("in-process engine, batch 1: 1 thread {base1:.0} req/s, 2 threads {base2:.0} req/s");
-    println!("| workers | batch size | delay ms | clients | req/s | p50 ms | p99 ms | served / in-process (same threads) |");
+    println!(
+        "| workers | batch size | delay ms | clients | req/s | p50 ms | p99 ms | served / in-process (same threads) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
-    for (workers, batch, delay, clients) in [(1, 1, 0, 1), (1, 1, 0, 8), (2, 1, 0, 8), (1, 8, 2, 16), (2, 8, 2, 32)] {
+    for (workers, batch, delay, clients) in
+        [(1, 1, 0, 1), (1, 1, 0, 8), (2, 1, 0, 8), (1, 8, 2, 16), (2, 8, 2, 32)]
+    {
         let r = runtime.block_on(served(workers, batch, delay, clients, 1000 * scale));
         let base = if workers == 1 { base1 } else { base2 };
         println!(

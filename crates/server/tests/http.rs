@@ -1,6 +1,8 @@
 //! End-to-end tests of every HTTP endpoint against a real server on loopback port 0, with the tract
 //! engine and real ONNX models.
 
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;

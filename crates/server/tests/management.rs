@@ -1,5 +1,7 @@
 //! The management API end to end: register, list, describe, scale, versions, unregister.
 
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;

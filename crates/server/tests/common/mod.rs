@@ -1,6 +1,6 @@
 //! A real server on loopback port 0 with the tract engine and the repository's example models.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
