@@ -26,6 +26,8 @@ const KNOWN_KEYS: &[&str] = &[
     "default_response_timeout",
     "enable_model_api",
     "enable_envvars_config",
+    "log_location",
+    "metric_time_interval",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -132,7 +134,12 @@ impl Layers {
             bail!("job_queue_size must be at least 1");
         }
         let load_models = self.get("load_models").map(parse_load_models).unwrap_or_default();
-        Ok(Resolved { server, engine, load_models })
+        let log_dir = PathBuf::from(self.get("log_location").unwrap_or("logs"));
+        let metric_interval = Duration::from_secs(self.number("metric_time_interval", 60)?);
+        if metric_interval.is_zero() {
+            bail!("metric_time_interval must be at least 1 second");
+        }
+        Ok(Resolved { server, engine, load_models, log_dir, metric_interval })
     }
 }
 
@@ -142,6 +149,10 @@ pub(crate) struct Resolved {
     pub(crate) server: ServerConfig,
     pub(crate) engine: EngineConfig,
     pub(crate) load_models: Vec<StartupModel>,
+    /// Folder of the metric and access logs (`log_location`, TorchServe's `LOG_LOCATION`).
+    pub(crate) log_dir: PathBuf,
+    /// How often host metrics go to `ts_metrics.log` (`metric_time_interval`).
+    pub(crate) metric_interval: Duration,
 }
 
 /// A model named at startup: `all`, a file name, or `name=file`.

@@ -15,12 +15,26 @@ fn oxserve() -> Command {
     Command::new(env!("CARGO_BIN_EXE_oxserve"))
 }
 
+/// A running server, killed when dropped so a failing test never leaves it behind.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts `oxserve serve` and waits for its "Model server started" line; returns the child and the
-/// inference, management and metrics base URLs.
-fn start(args: &[&str]) -> (Child, [String; 3]) {
+/// inference, management and metrics base URLs. Metric logs go to `logs` (a temp folder).
+fn start(args: &[&str], logs: &Path) -> (Running, [String; 3]) {
     let mut child = oxserve()
         .arg("serve")
         .args(args)
+        .arg("--log-dir")
+        .arg(logs)
         .args(["--inference-address", "http://127.0.0.1:0"])
         .args(["--management-address", "http://127.0.0.1:0"])
         .args(["--metrics-address", "http://127.0.0.1:0"])
@@ -29,6 +43,7 @@ fn start(args: &[&str]) -> (Child, [String; 3]) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let child = Running(Some(child));
     let line = BufReader::new(stdout).lines().next().expect("the server printed nothing").unwrap();
     assert!(line.starts_with("Model server started."), "{line}");
     let urls: Vec<String> = line
@@ -39,7 +54,8 @@ fn start(args: &[&str]) -> (Child, [String; 3]) {
     (child, [urls[0].clone(), urls[1].clone(), urls[2].clone()])
 }
 
-fn terminate(mut child: Child) {
+fn terminate(mut running: Running) {
+    let mut child = running.0.take().unwrap();
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     for _ in 0..100 {
@@ -71,8 +87,9 @@ async fn pack_serve_predict_and_stop() {
     assert!(store.join("tiny.mar").is_file());
 
     let store_arg = store.to_str().unwrap();
+    let logs = dir.path().join("logs");
     let (child, [inference, management, metrics]) =
-        start(&["--model-store", store_arg, "--models", "t=tiny.mar"]);
+        start(&["--model-store", store_arg, "--models", "t=tiny.mar"], &logs);
     let client = reqwest::Client::new();
     let ping: serde_json::Value =
         client.get(format!("{inference}/ping")).send().await.unwrap().json().await.unwrap();
@@ -91,8 +108,15 @@ async fn pack_serve_predict_and_stop() {
     let r = client.post(format!("{management}/models?url=tiny.mar")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     let text = client.get(format!("{metrics}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("ts_inference_requests_total{model_name=\"t\""), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ts_inference_requests_total{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("model_name=\"t\"") && line.ends_with(" 1"), "{line}");
     terminate(child);
+    // Metric logs were written where asked, and flushed on shutdown.
+    let model_log = std::fs::read_to_string(logs.join("model_metrics.log")).unwrap();
+    assert!(model_log.contains("PredictionTime.ms:"), "{model_log}");
 }
 
 #[tokio::test]
@@ -108,7 +132,8 @@ async fn config_properties_and_model_store_all() {
         ),
     )
     .unwrap();
-    let (child, [inference, management, _]) = start(&["--ts-config", config.to_str().unwrap()]);
+    let (child, [inference, management, _]) =
+        start(&["--ts-config", config.to_str().unwrap()], &dir.path().join("logs"));
     let client = reqwest::Client::new();
     let list: serde_json::Value =
         client.get(format!("{management}/models")).send().await.unwrap().json().await.unwrap();
@@ -146,8 +171,11 @@ async fn config_properties_and_model_store_all() {
 
 #[test]
 fn bad_startup_configuration_exits_with_a_clear_error() {
+    let logs = tempfile::tempdir().unwrap();
     let out = oxserve()
         .args(["serve", "--model-store", "/nonexistent-store", "--models", "nothing.mar"])
+        .arg("--log-dir")
+        .arg(logs.path())
         .args([
             "--inference-address",
             "http://127.0.0.1:0",

@@ -18,13 +18,16 @@ pub mod codec;
 pub mod config;
 mod error;
 pub mod handler;
+pub mod metric_log;
+pub mod metrics;
 mod model;
 mod queue;
 mod registry;
+pub mod system;
 mod worker;
 
 pub use error::{EngineError, Result};
-pub use model::{Description, JobQueueStatus, ModelStats, ModelVersion, WorkerDescription};
+pub use model::{Description, JobQueueStatus, ModelVersion, RequestOptions, WorkerDescription};
 pub use queue::JobOutput;
 pub use registry::{RegisterRequest, Registry};
 pub use worker::WorkerStatus;

@@ -1,7 +1,6 @@
 //! One loaded model version: its engine model, handler, queue and workers.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use crate::batcher::BatchPolicy;
 use crate::config::{DeviceType, EngineConfig, ModelConfigFile, ModelOverrides, ModelSettings};
 use crate::error::{EngineError, Result};
 use crate::handler::{Handler, HandlerContext, HandlerRegistry, Payload, Prediction};
+use crate::metrics::{Metrics, ModelMetrics, Outcome, RequestTimings};
 use crate::queue::{Job, JobOutput, JobQueue};
 use crate::worker::{WorkerPool, WorkerStatus};
 
@@ -31,17 +31,6 @@ pub(crate) struct LoadSpec {
     pub(crate) loaded_at_startup: bool,
 }
 
-/// Running totals that TorchServe's `ts_*` counters report.
-#[derive(Debug, Default)]
-pub struct ModelStats {
-    /// Requests answered successfully.
-    pub requests: AtomicU64,
-    /// Sum of end-to-end latencies of those requests, in microseconds.
-    pub latency_us: AtomicU64,
-    /// Sum of their queue times, in microseconds.
-    pub queue_us: AtomicU64,
-}
-
 /// A model version that is loaded and serving.
 #[derive(Debug)]
 pub struct ModelVersion {
@@ -56,7 +45,7 @@ pub struct ModelVersion {
     settings: Mutex<ModelSettings>,
     queue: Arc<JobQueue>,
     pool: Mutex<WorkerPool>,
-    stats: ModelStats,
+    metrics: Arc<ModelMetrics>,
     /// Keeps an extracted archive on disk for as long as the version is loaded.
     _files: UnpackedModel,
 }
@@ -68,6 +57,7 @@ impl ModelVersion {
         config: &EngineConfig,
         backend: &dyn Backend,
         handlers: &HandlerRegistry,
+        metrics: &Metrics,
     ) -> Result<Self> {
         let files = unpack(&spec.path, &config.unpack_limits)?;
         let manifest = files.manifest.clone();
@@ -119,7 +109,9 @@ impl ModelVersion {
             max_batch_delay: settings.max_batch_delay,
         };
         let queue = Arc::new(JobQueue::new(name.clone(), settings.job_queue_size, policy));
-        let pool = WorkerPool::new(label, Arc::clone(&queue), Arc::clone(&model));
+        let metrics = Arc::new(metrics.for_model(&name, &version));
+        let pool =
+            WorkerPool::new(label, Arc::clone(&queue), Arc::clone(&model), Arc::clone(&metrics));
         Ok(Self {
             name,
             version,
@@ -132,7 +124,7 @@ impl ModelVersion {
             settings: Mutex::new(settings),
             queue,
             pool: Mutex::new(pool),
-            stats: ModelStats::default(),
+            metrics,
             _files: files,
         })
     }
@@ -167,9 +159,14 @@ impl ModelVersion {
         lock(&self.settings).clone()
     }
 
-    /// Running totals.
-    pub fn stats(&self) -> &ModelStats {
-        &self.stats
+    /// This version's metrics.
+    pub fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
+    }
+
+    /// Requests waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
     }
 
     fn pool(&self) -> MutexGuard<'_, WorkerPool> {
@@ -214,36 +211,47 @@ impl ModelVersion {
     /// Stops taking requests, lets workers finish what is queued, and waits for them. Blocking.
     pub(crate) fn shutdown(&self) {
         self.pool().shutdown();
+        self.metrics.remove();
     }
 
     /// Runs already-built input tensors through the queue, checking them against the signature.
     ///
-    /// `timeout` can shorten the model's response timeout, never lengthen it.
+    /// `options.timeout` can shorten the model's response timeout, never lengthen it.
     ///
     /// # Errors
     /// [`EngineError::InvalidInput`] for tensors that do not fit, [`EngineError::Overloaded`] when the
     /// queue is full, [`EngineError::Timeout`] when no answer came in time.
-    pub async fn infer(&self, inputs: Vec<Tensor>, timeout: Option<Duration>) -> Result<JobOutput> {
+    pub async fn infer(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
+        let mut record = Recorder::new(&self.metrics, options.request_id.as_deref());
+        let result = self.submit(inputs, options).await;
+        match &result {
+            Ok(output) => record.answered(RequestTimings {
+                queue: output.queue_time,
+                inference: output.inference_time,
+                total: record.started.elapsed(),
+                ..RequestTimings::default()
+            }),
+            Err(e) => record.failed(e),
+        }
+        result
+    }
+
+    async fn submit(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
         let rows = self.check_inputs(&inputs)?;
         let arrived = Instant::now();
         let limit = {
             let settings = lock(&self.settings);
-            timeout.map_or(settings.response_timeout, |t| t.min(settings.response_timeout))
+            options.timeout.map_or(settings.response_timeout, |t| t.min(settings.response_timeout))
         };
         let deadline = arrived + limit;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.queue.submit(Job { inputs, rows, arrived, deadline, reply })?;
-        let output = match tokio::time::timeout_at(deadline.into(), answer).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => {
-                return Err(EngineError::Internal("the worker dropped the request".into()));
-            }
-            Err(_) => return Err(EngineError::Timeout(limit)),
-        };
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.stats.latency_us.fetch_add(micros(arrived.elapsed()), Ordering::Relaxed);
-        self.stats.queue_us.fetch_add(micros(output.queue_time), Ordering::Relaxed);
-        Ok(output)
+        let span = tracing::Span::current();
+        self.queue.submit(Job { inputs, rows, arrived, deadline, reply, span })?;
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EngineError::Internal("the worker dropped the request".into())),
+            Err(_) => Err(EngineError::Timeout(limit)),
+        }
     }
 
     /// Serves one TorchServe-style prediction: handler preprocess, queue, handler postprocess.
@@ -254,16 +262,40 @@ impl ModelVersion {
     pub async fn predict(
         &self,
         payload: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<(Prediction, JobOutput)> {
+        options: &RequestOptions,
+    ) -> Result<(Prediction, RequestTimings)> {
+        let mut record = Recorder::new(&self.metrics, options.request_id.as_deref());
+        let result = self.run_handler(payload, options).await;
+        match &result {
+            Ok((_, timings)) => record.answered(*timings),
+            Err(e) => record.failed(e),
+        }
+        result
+    }
+
+    async fn run_handler(
+        &self,
+        payload: Payload,
+        options: &RequestOptions,
+    ) -> Result<(Prediction, RequestTimings)> {
+        let started = Instant::now();
         let handler = Arc::clone(&self.handler);
         let prepared = offload(move || handler.preprocess(&payload)).await?;
-        let mut output = self.infer(prepared.inputs, timeout).await?;
+        let preprocess = started.elapsed();
+        let mut output = self.submit(prepared.inputs, options).await?;
         let handler = Arc::clone(&self.handler);
         let outputs = std::mem::take(&mut output.outputs);
         let context = prepared.context;
+        let post_started = Instant::now();
         let prediction = offload(move || handler.postprocess(outputs, context)).await?;
-        Ok((prediction, output))
+        let timings = RequestTimings {
+            queue: output.queue_time,
+            preprocess,
+            inference: output.inference_time,
+            postprocess: post_started.elapsed(),
+            total: started.elapsed(),
+        };
+        Ok((prediction, timings))
     }
 
     /// Checks inputs against the signature and returns the number of rows they carry.
@@ -358,8 +390,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+/// Per-request options.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// A deadline shorter than the model's response timeout (a longer one is ignored).
+    pub timeout: Option<Duration>,
+    /// The request id, for metric log lines.
+    pub request_id: Option<String>,
+}
+
+/// Records how a request ended; a request dropped before it ended (the client went away) counts as
+/// cancelled.
+struct Recorder<'a> {
+    metrics: &'a ModelMetrics,
+    request_id: Option<&'a str>,
+    started: Instant,
+    done: bool,
+}
+
+impl<'a> Recorder<'a> {
+    fn new(metrics: &'a ModelMetrics, request_id: Option<&'a str>) -> Self {
+        Self { metrics, request_id, started: Instant::now(), done: false }
+    }
+
+    fn answered(&mut self, timings: RequestTimings) {
+        self.done = true;
+        self.metrics.record(Outcome::Ok, Some(&timings), self.request_id);
+    }
+
+    fn failed(&mut self, err: &EngineError) {
+        self.done = true;
+        self.metrics.record(Outcome::of(err), None, self.request_id);
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics.record(Outcome::Cancelled, None, self.request_id);
+        }
+    }
 }
 
 fn millis(d: Duration) -> u64 {

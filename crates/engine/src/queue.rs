@@ -30,6 +30,8 @@ pub(crate) struct Job {
     pub(crate) deadline: Instant,
     /// Where the answer goes. Closed when the client has gone.
     pub(crate) reply: oneshot::Sender<Result<JobOutput>>,
+    /// The request's tracing span, entered by the worker so its log lines carry the request id.
+    pub(crate) span: tracing::Span,
 }
 
 impl Queued for Job {
@@ -185,7 +187,17 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
         let t = Tensor::new(vec![1, 1], TensorData::F32(vec![0.0])).unwrap();
-        (Job { inputs: vec![t], rows: 1, arrived: now, deadline: now + deadline, reply: tx }, rx)
+        (
+            Job {
+                inputs: vec![t],
+                rows: 1,
+                arrived: now,
+                deadline: now + deadline,
+                reply: tx,
+                span: tracing::Span::none(),
+            },
+            rx,
+        )
     }
 
     fn queue(capacity: usize, batch_size: usize) -> JobQueue {

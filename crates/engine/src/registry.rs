@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use oxserve_backend::Backend;
@@ -11,7 +11,9 @@ use tracing::{info, warn};
 use crate::config::{EngineConfig, ModelOverrides};
 use crate::error::{EngineError, Result};
 use crate::handler::HandlerRegistry;
+use crate::metrics::Metrics;
 use crate::model::{LoadSpec, ModelVersion};
+use crate::system::{SystemSampler, hostname};
 
 /// A register call.
 #[derive(Debug, Clone, Default)]
@@ -44,15 +46,44 @@ pub struct Registry {
     backend: Arc<dyn Backend>,
     handlers: HandlerRegistry,
     models: RwLock<BTreeMap<String, Entry>>,
+    metrics: Arc<Metrics>,
+    /// Host usage for the system gauges; sampled on scrape and by the periodic metric log.
+    system: Mutex<SystemSampler>,
 }
 
 /// How long a synchronous register or scale call waits for workers.
 const SYNC_WAIT: Duration = Duration::from_secs(120);
 
 impl Registry {
-    /// An empty registry loading models with `backend`.
+    /// An empty registry loading models with `backend`, with metrics but no metric log files.
     pub fn new(config: EngineConfig, backend: Arc<dyn Backend>, handlers: HandlerRegistry) -> Self {
-        Self { config, backend, handlers, models: RwLock::new(BTreeMap::new()) }
+        Self::with_metrics(config, backend, handlers, Arc::new(Metrics::new(hostname(), None)))
+    }
+
+    /// As [`Self::new`], recording into `metrics`.
+    pub fn with_metrics(
+        config: EngineConfig,
+        backend: Arc<dyn Backend>,
+        handlers: HandlerRegistry,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let system = Mutex::new(SystemSampler::new(&config.model_store));
+        Self { config, backend, handlers, models: RwLock::new(BTreeMap::new()), metrics, system }
+    }
+
+    /// The metrics every model records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Brings the gauges that are read rather than counted up to date: queue depths and host usage.
+    /// With `log_system`, host usage is also written to `ts_metrics.log`.
+    pub fn refresh_gauges(&self, log_system: bool) {
+        for v in self.all_versions() {
+            v.metrics().set_queue_depth(v.queue_depth());
+        }
+        let values = self.system.lock().unwrap_or_else(PoisonError::into_inner).sample();
+        self.metrics.set_system(&values, log_system);
     }
 
     /// The engine configuration.
@@ -128,7 +159,7 @@ impl Registry {
         };
         let this = Arc::clone(self);
         let version = tokio::task::spawn_blocking(move || {
-            ModelVersion::load(spec, &this.config, &*this.backend, &this.handlers)
+            ModelVersion::load(spec, &this.config, &*this.backend, &this.handlers, &this.metrics)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("model loading task failed: {e}")))??;

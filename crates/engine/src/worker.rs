@@ -14,6 +14,7 @@ use oxserve_backend::{LoadedModel, Session, Tensor};
 use tracing::{error, info, warn};
 
 use crate::error::{EngineError, Result};
+use crate::metrics::ModelMetrics;
 use crate::queue::{Job, JobOutput, JobQueue};
 
 /// Life stage of a worker, as describe reports it.
@@ -99,13 +100,19 @@ pub(crate) struct WorkerPool {
     label: String,
     queue: Arc<JobQueue>,
     model: Arc<dyn LoadedModel>,
+    metrics: Arc<ModelMetrics>,
     workers: Vec<Worker>,
     next_id: usize,
 }
 
 impl WorkerPool {
-    pub(crate) fn new(label: String, queue: Arc<JobQueue>, model: Arc<dyn LoadedModel>) -> Self {
-        Self { label, queue, model, workers: Vec::new(), next_id: 0 }
+    pub(crate) fn new(
+        label: String,
+        queue: Arc<JobQueue>,
+        model: Arc<dyn LoadedModel>,
+        metrics: Arc<ModelMetrics>,
+    ) -> Self {
+        Self { label, queue, model, metrics, workers: Vec::new(), next_id: 0 }
     }
 
     /// Workers not asked to stop.
@@ -187,9 +194,10 @@ impl WorkerPool {
         let thread = {
             let (queue, model, shared, id) =
                 (Arc::clone(&self.queue), Arc::clone(&self.model), Arc::clone(&shared), id.clone());
+            let metrics = Arc::clone(&self.metrics);
             std::thread::Builder::new()
                 .name(id.clone())
-                .spawn(move || run_worker(&id, &queue, &*model, &shared))
+                .spawn(move || run_worker(&id, &queue, &*model, &shared, &metrics))
         };
         match thread {
             Ok(handle) => self.workers.push(Worker {
@@ -217,16 +225,24 @@ impl WorkerPool {
 /// Longest pause between attempts to create a session that keeps failing.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
-fn run_worker(id: &str, queue: &JobQueue, model: &dyn LoadedModel, shared: &Shared) {
+fn run_worker(
+    id: &str,
+    queue: &JobQueue,
+    model: &dyn LoadedModel,
+    shared: &Shared,
+    metrics: &ModelMetrics,
+) {
     let mut pause = Duration::from_millis(250);
     let mut session: Option<Box<dyn Session>> = None;
     let batchable = model.signature().is_batchable();
     while !shared.stop.load(Ordering::Acquire) {
         let Some(active) = session.as_mut() else {
+            let loading = Instant::now();
             match model.new_session() {
                 Ok(s) => {
                     session = Some(s);
                     shared.set(WorkerStatus::Ready);
+                    metrics.worker_loaded(id, loading.elapsed());
                     info!(worker = id, "worker ready");
                     pause = Duration::from_millis(250);
                 }
@@ -240,7 +256,11 @@ fn run_worker(id: &str, queue: &JobQueue, model: &dyn LoadedModel, shared: &Shar
             continue;
         };
         let Some(batch) = queue.next_batch(&shared.stop) else { break };
-        if !run_batch(active.as_mut(), batch, batchable) {
+        metrics.busy().inc();
+        metrics.record_batch(batch.len());
+        let healthy = run_batch(active.as_mut(), batch, batchable);
+        metrics.busy().dec();
+        if !healthy {
             // The engine panicked; its state may be inconsistent, so start from a fresh session.
             session = None;
             shared.set(WorkerStatus::Starting);
@@ -373,8 +393,8 @@ fn split(outputs: Vec<Tensor>, counts: &[usize]) -> Result<Vec<Vec<Tensor>>> {
 }
 
 fn reply_all(group: Vec<Job>, error: &dyn Fn() -> EngineError) {
-    warn!(error = %error(), requests = group.len(), "batch failed");
     for job in group {
+        job.span.in_scope(|| warn!(error = %error(), "batch failed"));
         let _ = job.reply.send(Err(error()));
     }
 }

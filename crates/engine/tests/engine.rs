@@ -16,7 +16,7 @@ use oxserve_backend::{
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
 use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::{EngineError, ModelVersion, RegisterRequest, Registry};
+use oxserve_engine::{EngineError, ModelVersion, RegisterRequest, Registry, RequestOptions};
 
 #[derive(Debug, Default)]
 struct Counting {
@@ -107,7 +107,9 @@ async fn concurrent_requests_form_one_batch() {
     let tasks: Vec<_> = (0..4)
         .map(|i| {
             let v = Arc::clone(&v);
-            tokio::spawn(async move { v.infer(rows_of(1, i as f32, 64), None).await })
+            tokio::spawn(async move {
+                v.infer(rows_of(1, i as f32, 64), &RequestOptions::default()).await
+            })
         })
         .collect();
     for t in tasks {
@@ -125,10 +127,13 @@ async fn batch_size_one_never_waits_for_the_delay() {
     let overrides =
         ModelOverrides { batch_size: Some(1), max_batch_delay: Some(60_000), ..Default::default() };
     let (registry, v, _, _) = load("examples/models/tiny.onnx", overrides, 100).await;
-    let out = tokio::time::timeout(Duration::from_secs(30), v.infer(rows_of(1, 0.5, 64), None))
-        .await
-        .expect("a batch of one must not wait for max_batch_delay")
-        .unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        v.infer(rows_of(1, 0.5, 64), &RequestOptions::default()),
+    )
+    .await
+    .expect("a batch of one must not wait for max_batch_delay")
+    .unwrap();
     assert_eq!(out.batch_size, 1);
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
 }
@@ -141,7 +146,9 @@ async fn scaling_while_requests_wait_loses_nothing() {
     let tasks: Vec<_> = (0..24)
         .map(|_| {
             let v = Arc::clone(&v);
-            tokio::spawn(async move { v.infer(rows_of(1, 1.0, 1), None).await })
+            tokio::spawn(
+                async move { v.infer(rows_of(1, 1.0, 1), &RequestOptions::default()).await },
+            )
         })
         .collect();
     for n in [3, 1, 2, 0, 2] {
@@ -163,21 +170,26 @@ async fn abandoned_requests_never_reach_the_engine() {
     // Occupy the only worker for a while.
     let busy = {
         let v = Arc::clone(&v);
-        tokio::spawn(async move { v.infer(rows_of(8, 1.0, 1), None).await })
+        tokio::spawn(async move { v.infer(rows_of(8, 1.0, 1), &RequestOptions::default()).await })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     // A client that goes away while queued…
     let gone = {
         let v = Arc::clone(&v);
-        tokio::spawn(async move { v.infer(rows_of(3, 1.0, 1), None).await })
+        tokio::spawn(async move { v.infer(rows_of(3, 1.0, 1), &RequestOptions::default()).await })
     };
     tokio::time::sleep(Duration::from_millis(5)).await;
     gone.abort();
     // …and one whose own deadline is shorter than the queue wait.
-    let hurried = v.infer(rows_of(5, 1.0, 1), Some(Duration::from_millis(10))).await;
+    let hurried = v
+        .infer(
+            rows_of(5, 1.0, 1),
+            &RequestOptions { timeout: Some(Duration::from_millis(10)), request_id: None },
+        )
+        .await;
     assert!(matches!(hurried, Err(EngineError::Timeout(_))), "{hurried:?}");
     busy.await.unwrap().unwrap();
-    let last = v.infer(rows_of(1, 1.0, 1), None).await.unwrap();
+    let last = v.infer(rows_of(1, 1.0, 1), &RequestOptions::default()).await.unwrap();
     assert_eq!(last.outputs[0].shape(), &[1, 1]);
     assert_eq!(rows.load(Ordering::SeqCst), 8 + 1, "only the busy and the last request ran");
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
@@ -187,12 +199,19 @@ async fn abandoned_requests_never_reach_the_engine() {
 async fn wrong_inputs_are_refused_before_queueing() {
     let (registry, v, rows, _) =
         load("examples/models/tiny.onnx", ModelOverrides::default(), 100).await;
-    let wrong_width = v.infer(rows_of(1, 0.0, 63), None).await;
+    let wrong_width = v.infer(rows_of(1, 0.0, 63), &RequestOptions::default()).await;
     assert!(matches!(wrong_width, Err(EngineError::InvalidInput(_))));
-    let wrong_type =
-        v.infer(vec![Tensor::new(vec![1, 64], TensorData::I64(vec![0; 64])).unwrap()], None).await;
+    let wrong_type = v
+        .infer(
+            vec![Tensor::new(vec![1, 64], TensorData::I64(vec![0; 64])).unwrap()],
+            &RequestOptions::default(),
+        )
+        .await;
     assert!(matches!(wrong_type, Err(EngineError::InvalidInput(_))));
-    assert!(matches!(v.infer(vec![], None).await, Err(EngineError::InvalidInput(_))));
+    assert!(matches!(
+        v.infer(vec![], &RequestOptions::default()).await,
+        Err(EngineError::InvalidInput(_))
+    ));
     assert_eq!(rows.load(Ordering::SeqCst), 0);
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
 }

@@ -50,7 +50,8 @@ async fn run(
     let version = state.registry.get(model, version)?;
     let bytes = read_limited(&headers, body, state.config.max_request_size).await?;
     let payload = payload(&headers, bytes).await?;
-    let (prediction, _) = version.predict(payload, None).await?;
+    let (prediction, timings) =
+        version.predict(payload, &crate::observe::options(&headers)).await?;
     if prediction.body.len() > state.config.max_response_size {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,5 +67,6 @@ async fn run(
     if let Ok(v) = HeaderValue::from_str(&prediction.content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, v);
     }
+    response.headers_mut().insert("server-timing", crate::observe::server_timing(&timings));
     Ok(response)
 }

@@ -15,6 +15,7 @@ mod error;
 mod inference;
 mod management;
 mod metrics;
+mod observe;
 mod v2;
 
 use std::future::Future;
@@ -22,11 +23,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use oxserve_engine::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use crate::error::ApiError;
@@ -150,7 +155,9 @@ impl Server {
             let token = token.clone();
             info!(addr = %listener.local_addr()?, apis = ?apis, "listening");
             tasks.spawn(async move {
-                axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
             });
         }
         tokio::spawn({
@@ -178,9 +185,22 @@ fn router(apis: &[Api], state: AppState) -> Router {
             Api::Metrics => Router::new().route("/metrics", get(metrics::metrics)),
         });
     }
-    router
+    let mut router = router
         .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() });
+    // Scrapes of a metrics-only listener are not API traffic: they stay out of Requests2XX and the
+    // access log, as in TorchServe.
+    if apis.iter().any(|api| *api != Api::Metrics) {
+        router = router.layer(axum::middleware::from_fn_with_state(state.clone(), observe::record));
+    }
+    let request_id = HeaderName::from_static(observe::REQUEST_ID);
+    router
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(observe::span)),
+        )
         .with_state(state)
 }
 

@@ -192,13 +192,20 @@ async fn run_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let received = std::time::Instant::now();
     let v = state.registry.get(model, version)?;
     let bytes = read_limited(&headers, body, state.config.max_request_size).await?;
     let request: InferRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     let inputs = tensors(&v, request.inputs)?;
     let wanted = requested_outputs(&v, request.outputs.as_deref())?;
-    let output = v.infer(inputs, None).await?;
+    let output = v.infer(inputs, &crate::observe::options(&headers)).await?;
+    let timings = oxserve_engine::metrics::RequestTimings {
+        queue: output.queue_time,
+        inference: output.inference_time,
+        total: received.elapsed(),
+        ..Default::default()
+    };
     let signature = v.signature();
     let outputs = signature
         .outputs
@@ -216,7 +223,10 @@ async fn run_infer(
         InferResponse { model_name: v.name(), model_version: v.version(), id: request.id, outputs };
     let body = serde_json::to_vec(&response)
         .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+    let mut response =
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+    response.headers_mut().insert("server-timing", crate::observe::server_timing(&timings));
+    Ok(response)
 }
 
 /// Builds the model's inputs in signature order from the request's named tensors.

@@ -305,7 +305,9 @@ async fn metrics_count_requests_per_model() {
         s.client.get(format!("{}/metrics", s.metrics)).send().await.unwrap().text().await.unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("ts_inference_requests_total{model_name=\"tiny\""))
+        .find(|l| {
+            l.starts_with("ts_inference_requests_total{") && l.contains("model_name=\"tiny\"")
+        })
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with(" 3"), "{line}");
     let filtered = s

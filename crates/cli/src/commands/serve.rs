@@ -7,6 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::handler::HandlerRegistry;
+use oxserve_engine::metric_log::MetricLog;
+use oxserve_engine::metrics::Metrics;
+use oxserve_engine::system::hostname;
 use oxserve_engine::{RegisterRequest, Registry};
 use oxserve_server::Server;
 use tracing::info;
@@ -45,6 +48,10 @@ pub(crate) struct ServeArgs {
     /// Off by default: only models named at startup load.
     #[arg(long)]
     enable_model_api: bool,
+
+    /// Folder for ts_metrics.log, model_metrics.log and access_log.log (`log_location`; default `logs`).
+    #[arg(long, env = "LOG_LOCATION")]
+    log_dir: Option<PathBuf>,
 
     /// Accepted for TorchServe compatibility; oxserve always runs in the foreground.
     #[arg(long, hide = true)]
@@ -89,6 +96,9 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     if args.enable_model_api {
         layers.set("enable_model_api", "true");
     }
+    if let Some(dir) = &args.log_dir {
+        layers.set("log_location", dir.to_string_lossy());
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     layers.apply_env(&env)?;
     Ok(layers)
@@ -98,11 +108,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = layers(&args)?.resolve()?;
     info!(server = ?settings.server, engine = ?settings.engine, "effective configuration");
     let store = settings.engine.model_store.clone();
-    let registry = Arc::new(Registry::new(
+    let log = MetricLog::open(&settings.log_dir).with_context(|| {
+        format!("cannot open the metric logs in {}", settings.log_dir.display())
+    })?;
+    info!(dir = %log.dir().display(), "writing ts_metrics.log, model_metrics.log and access_log.log");
+    let metrics = Arc::new(Metrics::new(hostname(), Some(Arc::new(log))));
+    let registry = Arc::new(Registry::with_metrics(
         settings.engine.clone(),
         Arc::new(TractBackend),
         HandlerRegistry::with_builtins(),
+        metrics,
     ));
+    let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
     info!(
@@ -119,6 +136,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.metrics_addr()
     );
     server.run(shutdown_signal()).await?;
+    sampler.abort();
     info!("shutting down: finishing queued requests");
     tokio::task::spawn_blocking(move || registry.shutdown()).await?;
     info!("stopped");
@@ -175,6 +193,16 @@ fn is_model_entry(store: &Path, name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     [".mar", ".tar.gz", ".tgz", ".zip", ".onnx"].iter().any(|s| lower.ends_with(s))
         || store.join(name).is_dir()
+}
+
+/// Writes host metrics to ts_metrics.log every `interval`, as TorchServe's metric collector does.
+async fn log_system_metrics(registry: Arc<Registry>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let registry = Arc::clone(&registry);
+        let _ = tokio::task::spawn_blocking(move || registry.refresh_gauges(true)).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::config::EngineConfig;
 use oxserve_engine::handler::HandlerRegistry;
+use oxserve_engine::metric_log::MetricLog;
+use oxserve_engine::metrics::Metrics;
 use oxserve_engine::{RegisterRequest, Registry};
 use oxserve_server::{Server, ServerConfig};
 
@@ -69,6 +71,8 @@ pub struct Options {
     pub server: ServerConfig,
     /// (name, url, overrides) loaded before serving.
     pub models: Vec<RegisterRequest>,
+    /// Write metric logs into this folder.
+    pub metric_log: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
                 ..ServerConfig::default()
             },
             models: vec![model("tiny", "tiny"), model("digits", "digits")],
+            metric_log: None,
         }
     }
 }
@@ -102,10 +107,13 @@ impl TestServer {
     pub async fn start(options: Options) -> Self {
         let store = store();
         let engine = EngineConfig { model_store: store.path().to_path_buf(), ..options.engine };
-        let registry = Arc::new(Registry::new(
+        let log = options.metric_log.map(|dir| Arc::new(MetricLog::open(&dir).unwrap()));
+        let metrics = Arc::new(Metrics::new("testhost".into(), log));
+        let registry = Arc::new(Registry::with_metrics(
             engine,
             Arc::new(TractBackend),
             HandlerRegistry::with_builtins(),
+            metrics,
         ));
         for request in options.models {
             registry.register(request).await.unwrap();

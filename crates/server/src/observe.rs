@@ -1,0 +1,73 @@
+//! Request identity, timing headers, per-request tracing spans, status counters and the access log.
+//!
+//! Every response carries `x-request-id` (the client's, or a new UUID) and answers that ran a model
+//! carry a `Server-Timing` header with the server-side time of each stage, so a load generator can
+//! split queue time from compute time without scraping `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use oxserve_engine::RequestOptions;
+use oxserve_engine::metrics::RequestTimings;
+
+use crate::AppState;
+
+/// The header carrying the request id.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// The request id the request-id layer put on the request.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// Options for the engine carrying this request's id.
+pub(crate) fn options(headers: &HeaderMap) -> RequestOptions {
+    RequestOptions { timeout: None, request_id: request_id(headers) }
+}
+
+/// `Server-Timing: queue;dur=0.120, preprocess;dur=0.031, inference;dur=1.204, postprocess;dur=0.018, total;dur=1.410`
+/// (milliseconds).
+pub(crate) fn server_timing(t: &RequestTimings) -> HeaderValue {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let text = format!(
+        "queue;dur={:.3}, preprocess;dur={:.3}, inference;dur={:.3}, postprocess;dur={:.3}, total;dur={:.3}",
+        ms(t.queue),
+        ms(t.preprocess),
+        ms(t.inference),
+        ms(t.postprocess),
+        ms(t.total)
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("total;dur=0"))
+}
+
+/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line.
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+    let line = format!("{} {} {:?}", request.method(), request.uri(), request.version());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let metrics = state.registry.metrics();
+    metrics.record_status(status);
+    if let Some(log) = metrics.log() {
+        log.access(&peer, &line, status, started.elapsed().as_millis());
+    }
+    response
+}
+
+/// The tracing span of one request: every log line inside it carries the request id.
+pub(crate) fn span(request: &Request) -> tracing::Span {
+    let id = request_id(request.headers()).unwrap_or_default();
+    tracing::info_span!("request", request_id = %id, method = %request.method(), uri = %request.uri())
+}
