@@ -23,7 +23,7 @@ use prometheus::{
 };
 
 use crate::EngineError;
-use crate::metric_log::MetricLog;
+use crate::metric_log::{Line, MetricLog};
 
 /// How a request ended, for `oxserve_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,8 +261,8 @@ impl Metrics {
         }
     }
 
-    /// Binds this model version's label values.
-    pub(crate) fn for_model(&self, name: &str, version: &str) -> ModelMetrics {
+    /// Binds a model version's label values (done once per version at load).
+    pub fn for_model(&self, name: &str, version: &str) -> ModelMetrics {
         let host = self.hostname.as_str();
         ModelMetrics {
             name: name.to_owned(),
@@ -394,8 +394,9 @@ pub struct RequestTimings {
 }
 
 impl ModelMetrics {
-    /// Records a request that ended in `outcome`; `timings` for answered ones.
-    pub(crate) fn record(
+    /// Records a request that ended in `outcome`; `timings` for answered ones. This is the whole
+    /// per-request metrics cost on the hot path.
+    pub fn record(
         &self,
         outcome: Outcome,
         timings: Option<&RequestTimings>,
@@ -425,38 +426,31 @@ impl ModelMetrics {
         if let Some(log) = &self.log {
             let model =
                 [("model_name", self.name.as_str()), ("model_version", self.version.as_str())];
-            log.frontend("ts_inference_requests_total", "Count", 1.0, &model, &self.hostname);
-            log.frontend(
-                "ts_inference_latency_microseconds",
-                "Microseconds",
-                us(t.total),
-                &model,
-                &self.hostname,
-            );
-            log.frontend(
-                "ts_queue_latency_microseconds",
-                "Microseconds",
-                us(t.queue),
-                &model,
-                &self.hostname,
-            );
-            log.frontend(
-                "QueueTime",
-                "Milliseconds",
-                queue_ms,
-                &[("Level", "Host")],
-                &self.hostname,
-            );
-            log.frontend(
-                "WorkerThreadTime",
-                "Milliseconds",
-                worker_ms,
-                &[("Level", "Host")],
-                &self.hostname,
-            );
+            let host_level = [("Level", "Host")];
             let dims = [("ModelName", self.name.as_str()), ("Level", "Model")];
-            log.model("HandlerTime", "ms", handler_ms, &dims, &self.hostname, request_id);
-            log.model("PredictionTime", "ms", worker_ms, &dims, &self.hostname, request_id);
+            let host = self.hostname.as_str();
+            let line =
+                |name, value| Line { name, unit: "ms", value, dims: &dims, host, request_id };
+            log.lines()
+                .frontend("ts_inference_requests_total", "Count", 1.0, &model, host)
+                .frontend(
+                    "ts_inference_latency_microseconds",
+                    "Microseconds",
+                    us(t.total),
+                    &model,
+                    host,
+                )
+                .frontend(
+                    "ts_queue_latency_microseconds",
+                    "Microseconds",
+                    us(t.queue),
+                    &model,
+                    host,
+                )
+                .frontend("QueueTime", "Milliseconds", queue_ms, &host_level, host)
+                .frontend("WorkerThreadTime", "Milliseconds", worker_ms, &host_level, host)
+                .model(&line("HandlerTime", handler_ms))
+                .model(&line("PredictionTime", worker_ms));
         }
     }
 
