@@ -12,7 +12,9 @@ fn repo() -> &'static Path {
 }
 
 fn oxserve() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_oxserve"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+    command.env("RUST_LOG", "warn");
+    command
 }
 
 /// A running server, killed when dropped so a failing test never leaves it behind.
@@ -30,7 +32,11 @@ impl Drop for Running {
 /// Starts `oxserve serve` and waits for its "Model server started" line; returns the child and the
 /// inference, management and metrics base URLs. Metric logs go to `logs` (a temp folder).
 fn start(args: &[&str], logs: &Path) -> (Running, [String; 3]) {
-    let mut child = oxserve()
+    start_with(args, logs, oxserve())
+}
+
+fn start_with(args: &[&str], logs: &Path, mut command: Command) -> (Running, [String; 3]) {
+    let mut child = command
         .arg("serve")
         .args(args)
         .arg("--log-dir")
@@ -38,7 +44,6 @@ fn start(args: &[&str], logs: &Path) -> (Running, [String; 3]) {
         .args(["--inference-address", "http://127.0.0.1:0"])
         .args(["--management-address", "http://127.0.0.1:0"])
         .args(["--metrics-address", "http://127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -194,4 +199,43 @@ fn bad_startup_configuration_exits_with_a_clear_error() {
         oxserve().args(["serve", "--inference-address", "https://127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let mut command = oxserve();
+    command
+        .env("RUST_LOG", "info,tower_http=debug")
+        .env("OXSERVE_LOG_FORMAT", "json")
+        .stderr(stderr);
+    let store = repo().join("examples/model-store");
+    let (child, [inference, _, _]) = start_with(
+        &["--model-store", store.to_str().unwrap(), "--models", "tiny"],
+        &dir.path().join("logs"),
+        command,
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{inference}/predictions/tiny"))
+        .header("x-request-id", "trace-me-123")
+        .body("[1, 2]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    terminate(child);
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let tagged: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["span"]["request_id"] == "trace-me-123").collect();
+    assert!(tagged.len() >= 2, "request lines should carry the id:\n{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().is_some_and(|m| m.contains("Model server started")))
+    );
 }
