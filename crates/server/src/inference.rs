@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::AppState;
 use crate::body::{payload, read_limited};
 use crate::error::ApiError;
+use crate::{AppState, ModelPath};
 
 /// `GET /ping`: healthy only when every model has its minimum workers ready.
 pub(crate) async fn ping(State(state): State<AppState>) -> Response {
@@ -20,24 +20,14 @@ pub(crate) async fn ping(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `POST /predictions/{model}`
+/// `POST /predictions/{model}[/{version}]`
 pub(crate) async fn predict(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(state, &model, None, headers, body).await
-}
-
-/// `POST /predictions/{model}/{version}`
-pub(crate) async fn predict_version(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    run(state, &model, Some(&version), headers, body).await
+    run(state, &path.model, path.version.as_deref(), headers, body).await
 }
 
 async fn run(

@@ -74,6 +74,13 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<ServerConfig>,
 }
 
+/// `{model}` and, on the versioned twin of a route, `{version}`: one handler serves both.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ModelPath {
+    pub(crate) model: String,
+    pub(crate) version: Option<String>,
+}
+
 /// The API a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -208,16 +215,16 @@ fn inference_routes() -> Router<AppState> {
     Router::new()
         .route("/ping", get(inference::ping))
         .route("/predictions/{model}", post(inference::predict))
-        .route("/predictions/{model}/{version}", post(inference::predict_version))
+        .route("/predictions/{model}/{version}", post(inference::predict))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/models/{model}", get(v2::model_metadata))
         .route("/v2/models/{model}/ready", get(v2::model_ready))
         .route("/v2/models/{model}/infer", post(v2::infer))
-        .route("/v2/models/{model}/versions/{version}", get(v2::version_metadata))
-        .route("/v2/models/{model}/versions/{version}/ready", get(v2::version_ready))
-        .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer_version))
+        .route("/v2/models/{model}/versions/{version}", get(v2::model_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer))
 }
 
 fn management_routes() -> Router<AppState> {
@@ -229,9 +236,7 @@ fn management_routes() -> Router<AppState> {
         )
         .route(
             "/models/{model}/{version}",
-            get(management::describe_version)
-                .put(management::scale_with_version)
-                .delete(management::unregister_version),
+            get(management::describe).put(management::scale).delete(management::unregister),
         )
         .route("/models/{model}/{version}/set-default", put(management::set_default))
 }

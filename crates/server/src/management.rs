@@ -10,8 +10,8 @@ use oxserve_engine::{Description, RegisterRequest};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, ModelPath};
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
@@ -122,29 +122,16 @@ pub(crate) async fn list(
     Ok(Json(body).into_response())
 }
 
-fn describe_response(descriptions: Vec<Description>) -> Response {
-    Json(descriptions).into_response()
-}
-
-/// `GET /models/{m}`: the default version.
+/// `GET /models/{m}[/{v}]`: the default version, the given one, or every version with `all`.
 pub(crate) async fn describe(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
 ) -> Result<Response, ApiError> {
-    Ok(describe_response(vec![state.registry.get(&model, None)?.describe()]))
-}
-
-/// `GET /models/{m}/{v}`, or every version with `all`.
-pub(crate) async fn describe_version(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let versions = if version == "all" {
-        state.registry.versions(&model)?
-    } else {
-        vec![state.registry.get(&model, Some(&version))?]
+    let versions = match path.version.as_deref() {
+        Some("all") => state.registry.versions(&path.model)?,
+        version => vec![state.registry.get(&path.model, version)?],
     };
-    Ok(describe_response(versions.iter().map(|v| v.describe()).collect()))
+    Ok(Json(versions.iter().map(|v| v.describe()).collect::<Vec<Description>>()).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,22 +141,13 @@ pub(crate) struct ScaleParams {
     synchronous: Option<bool>,
 }
 
-/// `PUT /models/{m}?min_worker=&max_worker=&synchronous=`
+/// `PUT /models/{m}[/{v}]?min_worker=&max_worker=&synchronous=`
 pub(crate) async fn scale(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
     params: Result<Query<ScaleParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    scale_version(&state, &model, None, query(params)?).await
-}
-
-/// `PUT /models/{m}/{v}?min_worker=&max_worker=&synchronous=`
-pub(crate) async fn scale_with_version(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-    params: Result<Query<ScaleParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    scale_version(&state, &model, Some(&version), query(params)?).await
+    scale_version(&state, &path.model, path.version.as_deref(), query(params)?).await
 }
 
 async fn scale_version(
@@ -199,27 +177,20 @@ async fn scale_version(
     }
 }
 
-/// `DELETE /models/{m}`: the default version.
+/// `DELETE /models/{m}[/{v}]`: the given version, or the default one.
 pub(crate) async fn unregister(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
 ) -> Result<Response, ApiError> {
     model_api_enabled(&state)?;
-    let removed = state.registry.unregister(&model, None).await?;
-    Ok(status(StatusCode::OK, format!("Model \"{}\" unregistered", removed.name())))
-}
-
-/// `DELETE /models/{m}/{v}`
-pub(crate) async fn unregister_version(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    model_api_enabled(&state)?;
-    let removed = state.registry.unregister(&model, Some(&version)).await?;
-    Ok(status(
-        StatusCode::OK,
-        format!("Model \"{}\" version {} unregistered", removed.name(), removed.version()),
-    ))
+    let removed = state.registry.unregister(&path.model, path.version.as_deref()).await?;
+    let message = match path.version {
+        None => format!("Model \"{}\" unregistered", removed.name()),
+        Some(_) => {
+            format!("Model \"{}\" version {} unregistered", removed.name(), removed.version())
+        }
+    };
+    Ok(status(StatusCode::OK, message))
 }
 
 /// `PUT /models/{m}/{v}/set-default`

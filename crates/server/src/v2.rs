@@ -13,9 +13,9 @@ use oxserve_engine::codec::{FlatJson, tensor_from_shaped};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::body::read_limited;
 use crate::error::ApiError;
+use crate::{AppState, ModelPath};
 
 /// `GET /v2`
 pub(crate) async fn server_metadata() -> Json<Value> {
@@ -81,20 +81,12 @@ fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Result<Resp
     .into_response())
 }
 
-/// `GET /v2/models/{m}`
+/// `GET /v2/models/{m}[/versions/{v}]`
 pub(crate) async fn model_metadata(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
 ) -> Result<Response, ApiError> {
-    metadata(&state, &model, None)
-}
-
-/// `GET /v2/models/{m}/versions/{v}`
-pub(crate) async fn version_metadata(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    metadata(&state, &model, Some(&version))
+    metadata(&state, &path.model, path.version.as_deref())
 }
 
 fn model_ready_response(
@@ -108,20 +100,12 @@ fn model_ready_response(
     Ok((status, Json(json!({"name": v.name(), "ready": ready}))).into_response())
 }
 
-/// `GET /v2/models/{m}/ready`: 200 when the model has a ready worker, else 503.
+/// `GET /v2/models/{m}[/versions/{v}]/ready`: 200 when the model has a ready worker, else 503.
 pub(crate) async fn model_ready(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
 ) -> Result<Response, ApiError> {
-    model_ready_response(&state, &model, None)
-}
-
-/// `GET /v2/models/{m}/versions/{v}/ready`
-pub(crate) async fn version_ready(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    model_ready_response(&state, &model, Some(&version))
+    model_ready_response(&state, &path.model, path.version.as_deref())
 }
 
 #[derive(Deserialize)]
@@ -165,24 +149,16 @@ struct OutputTensor<'a> {
     data: FlatJson<'a>,
 }
 
-/// `POST /v2/models/{m}/infer`
+/// `POST /v2/models/{m}[/versions/{v}]/infer`
 pub(crate) async fn infer(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    Path(path): Path<ModelPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run_infer(state, &model, None, headers, body).await.map_err(ApiError::v2)
-}
-
-/// `POST /v2/models/{m}/versions/{v}/infer`
-pub(crate) async fn infer_version(
-    State(state): State<AppState>,
-    Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    run_infer(state, &model, Some(&version), headers, body).await.map_err(ApiError::v2)
+    run_infer(state, &path.model, path.version.as_deref(), headers, body)
+        .await
+        .map_err(ApiError::v2)
 }
 
 async fn run_infer(
