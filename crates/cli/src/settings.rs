@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
-use oxserve_server::ServerConfig;
+use oxserve_server::{AuthConfig, ServerConfig};
 
 /// Keys of config.properties that oxserve reads; others are logged as ignored.
 const KNOWN_KEYS: &[&str] = &[
@@ -28,6 +28,9 @@ const KNOWN_KEYS: &[&str] = &[
     "enable_envvars_config",
     "log_location",
     "metric_time_interval",
+    "disable_token_authorization",
+    "token_expiration_min",
+    "key_file",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -59,6 +62,10 @@ impl Layers {
 
     /// Applies `TS_<KEY>` variables from `env` when `enable_envvars_config` is true in the layers so far.
     pub(crate) fn apply_env(&mut self, env: &HashMap<String, String>) -> anyhow::Result<()> {
+        // TorchServe reads this one whatever enable_envvars_config says.
+        if let Some(v) = env.get("TS_DISABLE_TOKEN_AUTHORIZATION") {
+            self.values.insert("disable_token_authorization".into(), v.clone());
+        }
         if !self.flag("enable_envvars_config")? {
             return Ok(());
         }
@@ -105,6 +112,17 @@ impl Layers {
             max_request_size: self.number("max_request_size", 6_553_500)?,
             max_response_size: self.number("max_response_size", 6_553_500)?,
             enable_model_api: self.flag("enable_model_api")?,
+            auth: if self.flag("disable_token_authorization")? {
+                None
+            } else {
+                Some(AuthConfig {
+                    key_file: PathBuf::from(self.get("key_file").unwrap_or("key_file.json")),
+                    expiration: match self.number::<u64>("token_expiration_min", 0)? {
+                        0 => None,
+                        minutes => Some(Duration::from_secs(minutes * 60)),
+                    },
+                })
+            },
         };
         let defaults = EngineConfig::default();
         let default_workers_per_model =
@@ -278,8 +296,24 @@ mod tests {
         assert!(r.server.management_address.ip().is_loopback());
         assert!(r.server.metrics_address.ip().is_loopback());
         assert!(!r.server.enable_model_api);
+        let auth = r.server.auth.expect("token authorization is on by default");
+        assert_eq!(auth.key_file, PathBuf::from("key_file.json"));
+        assert_eq!(auth.expiration, None);
         assert_eq!(r.server.max_request_size, 6_553_500);
         assert_eq!(r.engine.default_workers_per_model, 1);
+    }
+
+    #[test]
+    fn token_authorization_can_be_turned_off_or_given_an_expiry() {
+        let mut layers = Layers::default();
+        layers.set("token_expiration_min", "30");
+        assert_eq!(
+            layers.resolve().unwrap().server.auth.unwrap().expiration,
+            Some(Duration::from_secs(1800))
+        );
+        let env = HashMap::from([("TS_DISABLE_TOKEN_AUTHORIZATION".to_owned(), "true".to_owned())]);
+        layers.apply_env(&env).unwrap();
+        assert!(layers.resolve().unwrap().server.auth.is_none());
     }
 
     #[test]

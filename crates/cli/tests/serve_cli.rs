@@ -41,6 +41,8 @@ fn start_with(args: &[&str], logs: &Path, mut command: Command) -> (Running, [St
         .args(args)
         .arg("--log-dir")
         .arg(logs)
+        .arg("--key-file")
+        .arg(logs.join("key_file.json"))
         .args(["--inference-address", "http://127.0.0.1:0"])
         .args(["--management-address", "http://127.0.0.1:0"])
         .args(["--metrics-address", "http://127.0.0.1:0"])
@@ -96,21 +98,47 @@ async fn pack_serve_predict_and_stop() {
     let (child, [inference, management, metrics]) =
         start(&["--model-store", store_arg, "--models", "t=tiny.mar"], &logs);
     let client = reqwest::Client::new();
+    // Token authorization is on by default: the keys are in the key file, readable by its owner only.
+    let keys: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs.join("key_file.json")).unwrap())
+            .unwrap();
+    let inference_key = keys["inference"]["key"].as_str().unwrap().to_owned();
+    let management_key = keys["management"]["key"].as_str().unwrap().to_owned();
+    let r = client.get(format!("{management}/models")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
     let ping: serde_json::Value =
         client.get(format!("{inference}/ping")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ping["status"], "Healthy");
     let input = std::fs::read_to_string(repo().join("examples/inputs/tiny.json")).unwrap();
-    let r = client.post(format!("{inference}/predictions/t/2.0")).body(input).send().await.unwrap();
+    let r = client
+        .post(format!("{inference}/predictions/t/2.0"))
+        .bearer_auth(&inference_key)
+        .body(input)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let out: Vec<f32> = r.json().await.unwrap();
     assert_eq!(out.len(), 10);
-    let describe: serde_json::Value =
-        client.get(format!("{management}/models/t")).send().await.unwrap().json().await.unwrap();
+    let describe: serde_json::Value = client
+        .get(format!("{management}/models/t"))
+        .bearer_auth(&management_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(describe[0]["modelVersion"], "2.0");
     assert_eq!(describe[0]["loadedAtStartup"], true);
     assert_eq!(describe[0]["batchSize"], 4);
     // The model API is off unless asked for.
-    let r = client.post(format!("{management}/models?url=tiny.mar")).send().await.unwrap();
+    let r = client
+        .post(format!("{management}/models?url=tiny.mar"))
+        .bearer_auth(&management_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     let text = client.get(format!("{metrics}/metrics")).send().await.unwrap().text().await.unwrap();
     let line = text
@@ -119,6 +147,7 @@ async fn pack_serve_predict_and_stop() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("model_name=\"t\"") && line.ends_with(" 1"), "{line}");
     terminate(child);
+    assert!(!logs.join("key_file.json").exists(), "the key file is deleted at exit");
     // Metric logs were written where asked, and flushed on shutdown.
     let model_log = std::fs::read_to_string(logs.join("model_metrics.log")).unwrap();
     assert!(model_log.contains("PredictionTime.ms:"), "{model_log}");
@@ -132,6 +161,7 @@ async fn config_properties_and_model_store_all() {
         &config,
         format!(
             "model_store={}\nload_models=all\nenable_model_api=true\njob_queue_size=5\n\
+             disable_token_authorization=true\n\
              models={{\"digits\": {{\"1.0\": {{\"batchSize\": 2, \"maxBatchDelay\": 3}}}}}}\n",
             repo().join("examples/model-store").display()
         ),
@@ -212,7 +242,7 @@ async fn json_logs_carry_the_request_id() {
         .stderr(stderr);
     let store = repo().join("examples/model-store");
     let (child, [inference, _, _]) = start_with(
-        &["--model-store", store.to_str().unwrap(), "--models", "tiny"],
+        &["--model-store", store.to_str().unwrap(), "--models", "tiny", "--disable-token-auth"],
         &dir.path().join("logs"),
         command,
     );

@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod body;
 mod error;
 mod inference;
@@ -20,6 +21,7 @@ mod v2;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -34,6 +36,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use tracing::info;
 
+pub use crate::auth::AuthConfig;
 use crate::error::ApiError;
 
 /// Listener addresses and HTTP limits.
@@ -51,6 +54,8 @@ pub struct ServerConfig {
     pub max_response_size: usize,
     /// Whether register and unregister calls are allowed (`enable_model_api`).
     pub enable_model_api: bool,
+    /// Token authorization; `None` turns it off (`disable_token_authorization`).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             max_request_size: 6_553_500,
             max_response_size: 6_553_500,
             enable_model_api: false,
+            auth: Some(AuthConfig { key_file: PathBuf::from("key_file.json"), expiration: None }),
         }
     }
 }
@@ -72,6 +78,8 @@ impl Default for ServerConfig {
 pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: Arc<ServerConfig>,
+    /// The live keys when token authorization is on.
+    pub(crate) keys: Option<Arc<auth::Keys>>,
 }
 
 /// `{model}` and, on the versioned twin of a route, `{version}`: one handler serves both.
@@ -116,12 +124,33 @@ impl Server {
         }
         let mut listeners = Vec::new();
         for (addr, apis) in groups {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, apis = ?apis, "listening beyond this machine (not a loopback address)");
+            }
             let listener = TcpListener::bind(addr).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr} for {apis:?}: {e}"))
             })?;
             listeners.push((apis, listener));
         }
-        Ok(Self { state: AppState { registry, config: Arc::new(config) }, listeners })
+        let keys = match &config.auth {
+            Some(auth) => {
+                let keys = auth::Keys::create(auth.clone()).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot write the key file {}: {e}", auth.key_file.display()),
+                    )
+                })?;
+                info!(key_file = %auth.key_file.display(), "token authorization is on; keys are in the key file");
+                Some(Arc::new(keys))
+            }
+            None => {
+                tracing::warn!(
+                    "token authorization is off: anyone who reaches the APIs can use them"
+                );
+                None
+            }
+        };
+        Ok(Self { state: AppState { registry, config: Arc::new(config), keys }, listeners })
     }
 
     fn addr_of(&self, api: Api) -> SocketAddr {
@@ -174,12 +203,18 @@ impl Server {
                 token.cancel();
             }
         });
+        let mut outcome = Ok(());
         while let Some(result) = tasks.join_next().await {
-            result.map_err(std::io::Error::other)??;
+            if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
+                outcome = Err(e);
+            }
             // One listener ending (an error) ends them all.
             token.cancel();
         }
-        Ok(())
+        if let Some(keys) = &self.state.keys {
+            keys.remove_file();
+        }
+        outcome
     }
 }
 
@@ -198,7 +233,9 @@ fn router(apis: &[Api], state: AppState) -> Router {
     // Scrapes of a metrics-only listener are not API traffic: they stay out of Requests2XX and the
     // access log, as in TorchServe.
     if apis.iter().any(|api| *api != Api::Metrics) {
-        router = router.layer(axum::middleware::from_fn_with_state(state.clone(), observe::record));
+        router = router
+            .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record));
     }
     let request_id = HeaderName::from_static(observe::REQUEST_ID);
     router
@@ -239,4 +276,5 @@ fn management_routes() -> Router<AppState> {
             get(management::describe).put(management::scale).delete(management::unregister),
         )
         .route("/models/{model}/{version}/set-default", put(management::set_default))
+        .route("/token", get(auth::rotate))
 }

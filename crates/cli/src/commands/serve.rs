@@ -49,6 +49,15 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     enable_model_api: bool,
 
+    /// Turn token authorization off (`disable_token_authorization`); by default every API but health
+    /// checks and metrics needs a key from the key file.
+    #[arg(long)]
+    disable_token_auth: bool,
+
+    /// Where the keys are written (`key_file`; default ./key_file.json, mode 0600, deleted at exit).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+
     /// Folder for ts_metrics.log, model_metrics.log and access_log.log (`log_location`; default `logs`).
     #[arg(long, env = "LOG_LOCATION")]
     log_dir: Option<PathBuf>,
@@ -95,6 +104,12 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     }
     if args.enable_model_api {
         layers.set("enable_model_api", "true");
+    }
+    if args.disable_token_auth {
+        layers.set("disable_token_authorization", "true");
+    }
+    if let Some(file) = &args.key_file {
+        layers.set("key_file", file.to_string_lossy());
     }
     if let Some(dir) = &args.log_dir {
         layers.set("log_location", dir.to_string_lossy());

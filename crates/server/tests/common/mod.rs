@@ -85,6 +85,7 @@ impl Default for Options {
                 management_address: local,
                 metrics_address: local,
                 enable_model_api: true,
+                auth: None,
                 ..ServerConfig::default()
             },
             models: vec![model("tiny", "tiny"), model("digits", "digits")],

@@ -1,0 +1,270 @@
+//! Token authorization, on by default, compatible with TorchServe's `key_file.json` workflow but
+//! without its weak spots: keys are 32 random bytes, compared in constant time, the key file is
+//! written with mode 0600, a missing or wrong key is 401 and a valid key of the wrong kind is 403.
+//!
+//! Three keys, as in TorchServe: `inference` (inference API), `management` (management API) and `API`,
+//! which never expires and is used only to rotate the other two with `GET /token?type=…` on the
+//! management API. Health checks (`/ping`, `/v2/health/*`) stay open so load balancers and Kubernetes
+//! probes work without a secret. Keys never appear in logs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Token settings.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// Where the keys are written (TorchServe writes `key_file.json` in the working directory).
+    pub key_file: PathBuf,
+    /// Inference and management keys expire after this long; `None` keeps them until rotated.
+    pub expiration: Option<Duration>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("key_file", &self.key_file)
+            .field("expiration", &self.expiration)
+            .finish()
+    }
+}
+
+/// Which API a key opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Inference,
+    Management,
+    /// Rotates the other two.
+    Api,
+}
+
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Inference => "inference",
+            Self::Management => "management",
+            Self::Api => "API",
+        }
+    }
+}
+
+struct Key {
+    secret: String,
+    expires: Option<SystemTime>,
+}
+
+impl Key {
+    fn new(expiration: Option<Duration>) -> std::io::Result<Self> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
+        let secret = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { secret, expires: expiration.map(|d| SystemTime::now() + d) })
+    }
+
+    fn matches(&self, candidate: &[u8]) -> bool {
+        bool::from(self.secret.as_bytes().ct_eq(candidate))
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self.expires {
+            Some(t) => json!({
+                "key": self.secret,
+                "expiration time": chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }),
+            None => json!({"key": self.secret}),
+        }
+    }
+}
+
+/// The live keys of a server.
+pub(crate) struct Keys {
+    config: AuthConfig,
+    keys: RwLock<[Key; 3]>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("key_file", &self.config.key_file).finish_non_exhaustive()
+    }
+}
+
+const KINDS: [KeyKind; 3] = [KeyKind::Inference, KeyKind::Management, KeyKind::Api];
+
+impl Keys {
+    /// Makes fresh keys and writes the key file.
+    pub(crate) fn create(config: AuthConfig) -> std::io::Result<Self> {
+        let keys = [Key::new(config.expiration)?, Key::new(config.expiration)?, Key::new(None)?];
+        let this = Self { config, keys: RwLock::new(keys) };
+        this.write_file()?;
+        Ok(this)
+    }
+
+    fn file_json(keys: &[Key; 3]) -> serde_json::Value {
+        json!({
+            "inference": keys[0].json(),
+            "management": keys[1].json(),
+            "API": keys[2].json(),
+        })
+    }
+
+    /// Writes the key file readable by its owner only, replacing any earlier one atomically.
+    fn write_file(&self) -> std::io::Result<()> {
+        let text = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            serde_json::to_string_pretty(&Self::file_json(&keys)).unwrap_or_default()
+        };
+        write_private(&self.config.key_file, text.as_bytes())
+    }
+
+    /// Deletes the key file (at shutdown, as TorchServe does).
+    pub(crate) fn remove_file(&self) {
+        let _ = std::fs::remove_file(&self.config.key_file);
+    }
+
+    /// The kind of the key `token` is, if any, and whether it has expired.
+    fn classify(&self, token: &[u8]) -> Option<(KeyKind, bool)> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        // Every key is compared, so timing does not tell which one matched.
+        let matches: Vec<bool> = keys.iter().map(|k| k.matches(token)).collect();
+        let i = matches.iter().position(|m| *m)?;
+        let expired = keys[i].expires.is_some_and(|t| SystemTime::now() > t);
+        Some((KINDS[i], expired))
+    }
+
+    fn rotate(&self, kind: KeyKind) -> std::io::Result<serde_json::Value> {
+        let index = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        let fresh = Key::new(self.config.expiration)?;
+        let answer = json!({ kind.name(): fresh.json() });
+        self.keys.write().unwrap_or_else(PoisonError::into_inner)[index] = fresh;
+        self.write_file()?;
+        Ok(answer)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key_file.json")
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "InvalidKeyException", message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Paths that answer without a key: health checks for probes, and metrics (as in TorchServe; the
+/// metrics listener is on loopback by default).
+fn is_open(path: &str) -> bool {
+    matches!(path, "/ping" | "/v2/health/live" | "/v2/health/ready" | "/metrics")
+}
+
+/// Checks the bearer token of a request against the key its API needs.
+pub(crate) async fn require(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(keys) = state.keys.as_deref() else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if is_open(path) {
+        return next.run(request).await;
+    }
+    let needed = if path == "/token" {
+        KeyKind::Api
+    } else if path == "/models" || path.starts_with("/models/") {
+        KeyKind::Management
+    } else {
+        KeyKind::Inference
+    };
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = token else {
+        return unauthorized(
+            "this API needs a key: send `Authorization: Bearer <key>` with the key from the key file",
+        );
+    };
+    match keys.classify(token.as_bytes()) {
+        None => unauthorized("the key is not valid"),
+        Some((_, true)) => {
+            unauthorized("the key has expired; rotate it with GET /token?type=… and the API key")
+        }
+        Some((kind, false)) if kind == needed => next.run(request).await,
+        Some((kind, false)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidKeyException",
+            format!(
+                "a {} key cannot be used here; this API needs the {} key",
+                kind.name(),
+                needed.name()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Query of `GET /token`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct TokenParams {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `GET /token?type=inference|management`: replaces that key (authorized with the API key by
+/// [`require`]) and answers with the new one.
+pub(crate) async fn rotate(
+    State(state): State<AppState>,
+    axum::extract::Query(params): axum::extract::Query<TokenParams>,
+) -> Result<Response, ApiError> {
+    let Some(keys) = state.keys.as_deref() else {
+        return Err(ApiError::bad_request("token authorization is disabled on this server"));
+    };
+    let kind = match params.kind.as_deref() {
+        Some("inference") => KeyKind::Inference,
+        Some("management") => KeyKind::Management,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "type must be inference or management, got {}",
+                other.unwrap_or("nothing")
+            )));
+        }
+    };
+    let answer = keys.rotate(kind).map_err(|e| {
+        ApiError::from(oxserve_engine::EngineError::Internal(format!(
+            "cannot write the key file: {e}"
+        )))
+    })?;
+    tracing::info!(kind = kind.name(), "key rotated");
+    Ok(axum::Json(answer).into_response())
+}
