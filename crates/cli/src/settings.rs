@@ -31,6 +31,7 @@ const KNOWN_KEYS: &[&str] = &[
     "disable_token_authorization",
     "token_expiration_min",
     "key_file",
+    "drain_timeout",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -123,6 +124,7 @@ impl Layers {
                     },
                 })
             },
+            drain_timeout: Duration::from_secs(self.number("drain_timeout", 30)?),
         };
         let defaults = EngineConfig::default();
         let default_workers_per_model =

@@ -269,3 +269,59 @@ async fn json_logs_carry_the_request_id() {
             .any(|l| l["message"].as_str().is_some_and(|m| m.contains("Model server started")))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_answers_every_accepted_request_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("tests/fixtures/models/slow.onnx"), dir.path().join("slow.onnx"))
+        .unwrap();
+    let (child, [inference, management, _]) = start(
+        &[
+            "--model-store",
+            dir.path().to_str().unwrap(),
+            "--models",
+            "slow.onnx",
+            "--disable-token-auth",
+        ],
+        &dir.path().join("logs"),
+    );
+    let client = reqwest::Client::new();
+    // 40 requests of 2 rows each: about a second of work for the single worker.
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{inference}/predictions/slow"));
+            tokio::spawn(async move {
+                client.post(url).body("[[1.0], [1.0]]").send().await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // Wait until (nearly) all of them are queued, so every one was accepted, then ask the server to stop.
+    for _ in 0..200 {
+        let d: serde_json::Value = client
+            .get(format!("{management}/models/slow"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if d[0]["jobQueueStatus"]["pendingRequests"].as_u64().unwrap() >= 36 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = child.0.as_ref().unwrap().id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Readiness turns at once (or the listener is already closed).
+    if let Ok(r) = client.get(format!("{inference}/ping")).send().await {
+        assert_ne!(r.status(), 200, "ping must not say healthy while draining");
+    }
+    let mut answered = 0;
+    for t in tasks {
+        assert_eq!(t.await.unwrap().expect("an accepted request lost its connection"), 200);
+        answered += 1;
+    }
+    assert_eq!(answered, 40);
+    terminate(child);
+}

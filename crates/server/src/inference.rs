@@ -13,7 +13,7 @@ use crate::{AppState, ModelPath};
 
 /// `GET /ping`: healthy only when every model has its minimum workers ready.
 pub(crate) async fn ping(State(state): State<AppState>) -> Response {
-    if state.registry.is_healthy() {
+    if !state.draining.load(std::sync::atomic::Ordering::Acquire) && state.registry.is_healthy() {
         (StatusCode::OK, Json(json!({"status": "Healthy"}))).into_response()
     } else {
         (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"status": "Unhealthy"}))).into_response()

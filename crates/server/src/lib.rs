@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub enable_model_api: bool,
     /// Token authorization; `None` turns it off (`disable_token_authorization`).
     pub auth: Option<AuthConfig>,
+    /// After a shutdown signal, how long requests already accepted may take to finish before their
+    /// connections are cut.
+    pub drain_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             max_response_size: 6_553_500,
             enable_model_api: false,
             auth: Some(AuthConfig { key_file: PathBuf::from("key_file.json"), expiration: None }),
+            drain_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -80,6 +84,9 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<ServerConfig>,
     /// The live keys when token authorization is on.
     pub(crate) keys: Option<Arc<auth::Keys>>,
+    /// Set when shutdown starts: readiness answers 503 and new requests are refused while accepted
+    /// ones finish.
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `{model}` and, on the versioned twin of a route, `{version}`: one handler serves both.
@@ -150,7 +157,11 @@ impl Server {
                 None
             }
         };
-        Ok(Self { state: AppState { registry, config: Arc::new(config), keys }, listeners })
+        let draining = Arc::default();
+        Ok(Self {
+            state: AppState { registry, config: Arc::new(config), keys, draining },
+            listeners,
+        })
     }
 
     fn addr_of(&self, api: Api) -> SocketAddr {
@@ -197,19 +208,34 @@ impl Server {
             });
         }
         tokio::spawn({
-            let token = token.clone();
+            let (token, draining) = (token.clone(), Arc::clone(&self.state.draining));
             async move {
                 shutdown.await;
+                draining.store(true, std::sync::atomic::Ordering::Release);
+                info!("shutdown requested: readiness is now 503, finishing accepted requests");
                 token.cancel();
             }
         });
         let mut outcome = Ok(());
-        while let Some(result) = tasks.join_next().await {
-            if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
-                outcome = Err(e);
+        let serve_all = async {
+            while let Some(result) = tasks.join_next().await {
+                if let Err(e) = result.map_err(std::io::Error::other).and_then(|r| r) {
+                    outcome = Err(e);
+                }
+                // One listener ending (an error) ends them all.
+                token.cancel();
             }
-            // One listener ending (an error) ends them all.
-            token.cancel();
+        };
+        let drain = self.state.config.drain_timeout;
+        let deadline = async {
+            token.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            () = serve_all => {}
+            () = deadline => {
+                tracing::warn!(?drain, "drain time is over: closing the connections still open");
+            }
         }
         if let Some(keys) = &self.state.keys {
             keys.remove_file();

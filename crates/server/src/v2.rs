@@ -33,7 +33,8 @@ pub(crate) async fn live() -> Json<Value> {
 
 /// `GET /v2/health/ready`: 200 when every model has its minimum workers ready, else 503.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    let ready = state.registry.is_healthy();
+    let ready =
+        !state.draining.load(std::sync::atomic::Ordering::Acquire) && state.registry.is_healthy();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({"ready": ready}))).into_response()
 }

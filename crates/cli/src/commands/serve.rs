@@ -58,6 +58,10 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     key_file: Option<PathBuf>,
 
+    /// Seconds accepted requests may take to finish after SIGTERM or Ctrl-C (`drain_timeout`, default 30).
+    #[arg(long)]
+    drain_timeout: Option<u64>,
+
     /// Folder for ts_metrics.log, model_metrics.log and access_log.log (`log_location`; default `logs`).
     #[arg(long, env = "LOG_LOCATION")]
     log_dir: Option<PathBuf>,
@@ -110,6 +114,9 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     }
     if let Some(file) = &args.key_file {
         layers.set("key_file", file.to_string_lossy());
+    }
+    if let Some(secs) = args.drain_timeout {
+        layers.set("drain_timeout", secs.to_string());
     }
     if let Some(dir) = &args.log_dir {
         layers.set("log_location", dir.to_string_lossy());
