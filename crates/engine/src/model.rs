@@ -180,8 +180,18 @@ impl ModelVersion {
 
     /// Whether at least `minWorkers` workers are ready (TorchServe's health rule).
     pub fn is_ready(&self) -> bool {
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the version is not ready, or `None` when it is.
+    pub fn not_ready_reason(&self) -> Option<String> {
         let min = lock(&self.settings).min_workers;
-        self.ready_workers() >= min
+        let pool = self.pool();
+        if let Some(error) = pool.failure() {
+            return Some(format!("its workers cannot start: {error}"));
+        }
+        let ready = pool.ready();
+        (ready < min).then(|| format!("{ready} of its minimum {min} workers are ready"))
     }
 
     /// Sets the worker range and starts or stops workers to reach `min_workers`.
@@ -238,6 +248,21 @@ impl ModelVersion {
 
     async fn submit(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
         let rows = self.check_inputs(&inputs)?;
+        {
+            let pool = self.pool();
+            if pool.active() == 0 {
+                return Err(EngineError::Unavailable(format!(
+                    "model {} has no workers; scale it up with PUT /models/{}?min_worker=1",
+                    self.name, self.name
+                )));
+            }
+            if let Some(error) = pool.failure() {
+                return Err(EngineError::Unavailable(format!(
+                    "model {} cannot run: {error}",
+                    self.name
+                )));
+            }
+        }
         let arrived = Instant::now();
         let limit = {
             let settings = lock(&self.settings);

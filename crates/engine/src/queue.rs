@@ -161,6 +161,11 @@ impl JobQueue {
         self.wakeup.notify_all();
     }
 
+    /// Whether [`Self::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Refuses new jobs; workers finish what is queued, then exit.
     pub(crate) fn close(&self) {
         self.lock().closed = true;

@@ -59,6 +59,8 @@ impl WorkerStatus {
 /// State a worker thread shares with the pool that started it.
 #[derive(Debug)]
 struct Shared {
+    /// Why the session could not be created, while the worker is [`WorkerStatus::Failed`].
+    error: std::sync::Mutex<Option<String>>,
     status: AtomicU8,
     /// Set by the pool to ask the worker to exit after its current batch.
     stop: AtomicBool,
@@ -130,6 +132,19 @@ impl WorkerPool {
             .count()
     }
 
+    /// When every active worker has failed to start: the last reason. Requests would wait for
+    /// nothing, so they are refused at once.
+    pub(crate) fn failure(&self) -> Option<String> {
+        let active: Vec<&Worker> =
+            self.workers.iter().filter(|w| !w.shared.stop.load(Ordering::Acquire)).collect();
+        if active.is_empty() || active.iter().any(|w| w.shared.get() != WorkerStatus::Failed) {
+            return None;
+        }
+        active.iter().find_map(|w| {
+            w.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        })
+    }
+
     pub(crate) fn infos(&self) -> Vec<WorkerInfo> {
         self.workers
             .iter()
@@ -190,6 +205,7 @@ impl WorkerPool {
         let shared = Arc::new(Shared {
             status: AtomicU8::new(WorkerStatus::Starting as u8),
             stop: AtomicBool::new(false),
+            error: std::sync::Mutex::new(None),
         });
         let thread = {
             let (queue, model, shared, id) =
@@ -247,9 +263,13 @@ fn run_worker(
                     pause = Duration::from_millis(250);
                 }
                 Err(e) => {
+                    *shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(e.to_string());
                     shared.set(WorkerStatus::Failed);
                     error!(worker = id, error = %e, retry_in = ?pause, "worker could not create its session");
-                    std::thread::sleep(pause);
+                    if !wait_before_retry(queue, shared, pause) {
+                        break;
+                    }
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
             }
@@ -268,6 +288,21 @@ fn run_worker(
     }
     shared.set(WorkerStatus::Stopped);
     info!(worker = id, "worker stopped");
+}
+
+/// Sleeps `pause` in short steps; `false` when the worker should give up instead (asked to stop, or
+/// the model is unloading and there is no session to drain its queue with).
+fn wait_before_retry(queue: &JobQueue, shared: &Shared, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    while Instant::now() < until {
+        if shared.stop.load(Ordering::Acquire) || queue.is_closed() {
+            return false;
+        }
+        std::thread::sleep(
+            Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
+        );
+    }
+    true
 }
 
 /// Runs one batch and answers every request in it. Returns `false` when the engine panicked.

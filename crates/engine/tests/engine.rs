@@ -22,6 +22,8 @@ use oxserve_engine::{EngineError, ModelVersion, RegisterRequest, Registry, Reque
 struct Counting {
     rows: Arc<AtomicUsize>,
     runs: Arc<AtomicUsize>,
+    /// Sessions cannot be created (a model whose workers keep failing).
+    broken_sessions: bool,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,7 @@ struct CountingModel {
     inner: Arc<dyn LoadedModel>,
     rows: Arc<AtomicUsize>,
     runs: Arc<AtomicUsize>,
+    broken_sessions: bool,
 }
 
 struct CountingSession {
@@ -46,6 +49,7 @@ impl Backend for Counting {
             inner: TractBackend.load(source)?,
             rows: Arc::clone(&self.rows),
             runs: Arc::clone(&self.runs),
+            broken_sessions: self.broken_sessions,
         }))
     }
 }
@@ -55,6 +59,9 @@ impl LoadedModel for CountingModel {
         self.inner.signature()
     }
     fn new_session(&self) -> Result<Box<dyn Session>, BackendError> {
+        if self.broken_sessions {
+            return Err(BackendError::Inference("the device is gone".into()));
+        }
         Ok(Box::new(CountingSession {
             inner: self.inner.new_session()?,
             rows: Arc::clone(&self.rows),
@@ -65,6 +72,9 @@ impl LoadedModel for CountingModel {
 
 impl Session for CountingSession {
     fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        if let TensorData::F32(v) = inputs[0].data() {
+            assert!(v.first() != Some(&-1.0), "poisoned input: the engine crashes on it");
+        }
         self.rows.fetch_add(inputs[0].rows(), Ordering::SeqCst);
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.inner.run(inputs)
@@ -229,4 +239,82 @@ async fn a_model_that_cannot_load_is_a_clear_error() {
     let err = registry.register_path(bad, RegisterRequest::default()).await.unwrap_err();
     assert!(matches!(err, EngineError::Backend(BackendError::Load { .. })), "{err:?}");
     assert!(registry.list().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_batch_fails_only_that_batch() {
+    let overrides = ModelOverrides { batch_size: Some(1), ..Default::default() };
+    let (registry, v, _, _) = load("tests/fixtures/models/slow.onnx", overrides, 64).await;
+    let opts = RequestOptions::default();
+    // A long request holds the worker while a poisoned one and ten good ones queue behind it.
+    let busy = {
+        let v = Arc::clone(&v);
+        tokio::spawn(async move { v.infer(rows_of(4, 1.0, 1), &RequestOptions::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let poisoned = {
+        let v = Arc::clone(&v);
+        tokio::spawn(async move { v.infer(rows_of(1, -1.0, 1), &RequestOptions::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let good: Vec<_> = (0..10)
+        .map(|_| {
+            let v = Arc::clone(&v);
+            tokio::spawn(
+                async move { v.infer(rows_of(1, 1.0, 1), &RequestOptions::default()).await },
+            )
+        })
+        .collect();
+    busy.await.unwrap().unwrap();
+    let err = poisoned.await.unwrap().unwrap_err();
+    assert!(matches!(err, EngineError::Internal(_)), "{err:?}");
+    for g in good {
+        g.await.unwrap().unwrap();
+    }
+    // The worker came back with a fresh session and keeps serving.
+    assert_eq!(v.infer(rows_of(1, 1.0, 1), &opts).await.unwrap().outputs[0].shape(), &[1, 1]);
+    assert!(v.is_ready());
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_workers_cannot_start_answers_unavailable_at_once() {
+    let backend = Counting { broken_sessions: true, ..Counting::default() };
+    let config = EngineConfig::default();
+    let registry =
+        Arc::new(Registry::new(config, Arc::new(backend), HandlerRegistry::with_builtins()));
+    let request =
+        RegisterRequest { model_name: Some("m".into()), synchronous: false, ..Default::default() };
+    let v = registry.register_path(fixture("examples/models/tiny.onnx"), request).await.unwrap();
+    // Wait for the first failed attempt.
+    for _ in 0..200 {
+        if v.failed_workers() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let err = v.infer(rows_of(1, 0.5, 64), &RequestOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Unavailable(m) if m.contains("the device is gone")),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, not after the response timeout"
+    );
+    let reason = v.not_ready_reason().unwrap();
+    assert!(reason.contains("the device is gone"), "{reason}");
+    assert!(!registry.is_healthy());
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_scaled_to_zero_refuses_new_requests() {
+    let (registry, v, _, _) =
+        load("examples/models/tiny.onnx", ModelOverrides::default(), 100).await;
+    v.scale(0, 0);
+    let err = v.infer(rows_of(1, 0.5, 64), &RequestOptions::default()).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Unavailable(m) if m.contains("no workers")), "{err:?}");
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
 }

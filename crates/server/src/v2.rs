@@ -96,9 +96,15 @@ fn model_ready_response(
     version: Option<&str>,
 ) -> Result<Response, ApiError> {
     let v = lookup(state, model, version)?;
-    let ready = v.is_ready() && v.ready_workers() > 0;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    Ok((status, Json(json!({"name": v.name(), "ready": ready}))).into_response())
+    let reason = v
+        .not_ready_reason()
+        .or_else(|| (v.ready_workers() == 0).then(|| "it has no workers".to_owned()));
+    let body = match &reason {
+        None => json!({"name": v.name(), "ready": true}),
+        Some(reason) => json!({"name": v.name(), "ready": false, "reason": reason}),
+    };
+    let status = if reason.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((status, Json(body)).into_response())
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]/ready`: 200 when the model has a ready worker, else 503.
