@@ -24,9 +24,18 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// Options for the engine carrying this request's id.
+/// The header a client sets to ask for a shorter deadline than the model's response timeout, in
+/// milliseconds. A longer one is ignored: the server's limit always holds.
+pub(crate) const REQUEST_TIMEOUT_MS: &str = "x-request-timeout-ms";
+
+/// Options for the engine: this request's id, and the client's deadline when it sent one.
 pub(crate) fn options(headers: &HeaderMap) -> RequestOptions {
-    RequestOptions { timeout: None, request_id: request_id(headers) }
+    let timeout = headers
+        .get(REQUEST_TIMEOUT_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
+    RequestOptions { timeout, request_id: request_id(headers) }
 }
 
 /// `Server-Timing: queue;dur=0.120, preprocess;dur=0.031, inference;dur=1.204, postprocess;dur=0.018, total;dur=1.410`

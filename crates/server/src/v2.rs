@@ -118,8 +118,8 @@ pub(crate) async fn model_ready(
 #[derive(Deserialize)]
 struct InferRequest {
     id: Option<String>,
+    /// Request parameters; `timeout` (microseconds, as Triton) shortens the deadline.
     #[serde(default)]
-    #[allow(dead_code)]
     parameters: Option<Map<String, Value>>,
     inputs: Vec<InferInput>,
     #[serde(default)]
@@ -182,7 +182,14 @@ async fn run_infer(
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     let inputs = tensors(&v, request.inputs)?;
     let wanted = requested_outputs(&v, request.outputs.as_deref())?;
-    let output = v.infer(inputs, &crate::observe::options(&headers)).await?;
+    let mut options = crate::observe::options(&headers);
+    if let Some(us) =
+        request.parameters.as_ref().and_then(|p| p.get("timeout")).and_then(Value::as_u64)
+    {
+        let asked = std::time::Duration::from_micros(us);
+        options.timeout = Some(options.timeout.map_or(asked, |t| t.min(asked)));
+    }
+    let output = v.infer(inputs, &options).await?;
     let timings = oxserve_engine::metrics::RequestTimings {
         queue: output.queue_time,
         inference: output.inference_time,

@@ -370,3 +370,46 @@ async fn response_timeout_answers_504() {
     assert_eq!(body["type"], "RequestTimeoutException");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_may_shorten_its_deadline_but_not_lengthen_it() {
+    let mut options = Options::default();
+    options.engine = EngineConfig {
+        default_response_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    options.models = vec![model("slow", "slow.onnx")];
+    let s = TestServer::start(options).await;
+    let rows = Value::Array((0..150).map(|_| json!([1.0])).collect()).to_string();
+    let url = format!("{}/predictions/slow", s.inference);
+    // Shorter than the server's: honoured.
+    let started = std::time::Instant::now();
+    let r = s
+        .client
+        .post(url.clone())
+        .header("x-request-timeout-ms", "100")
+        .body(rows.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < Duration::from_millis(1900), "{:?}", started.elapsed());
+    // Longer than the server's: the server's 2 s still holds.
+    let r = s
+        .client
+        .post(url)
+        .header("x-request-timeout-ms", "600000")
+        .body(rows)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    // The Open Inference Protocol's `timeout` parameter, in microseconds.
+    let body = json!({"parameters": {"timeout": 50_000},
+                      "inputs": [{"name": "x", "shape": [150, 1], "datatype": "FP32", "data": vec![1.0; 150]}]});
+    let (status, body) =
+        s.post(format!("{}/v2/models/slow/infer", s.inference), body.to_string()).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("timed out"), "{body}");
+    s.stop().await;
+}
