@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, and the whole test suite (unit, property and
 # integration tests over real sockets with real ONNX models shipped in examples/ and tests/fixtures/).
-# Needs only a Rust toolchain; the first run builds dependencies (a few minutes on 2 cores).
+# Needs a Rust toolchain and python3; it installs ONNX Runtime from PyPI into .venv-ort (once) so
+# the ONNX Runtime backend is tested against the real library. The first run builds dependencies
+# (several minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-onnxruntime.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
