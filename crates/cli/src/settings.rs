@@ -32,6 +32,8 @@ const KNOWN_KEYS: &[&str] = &[
     "token_expiration_min",
     "key_file",
     "drain_timeout",
+    "default_engine",
+    "onnxruntime_lib",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -144,6 +146,7 @@ impl Layers {
                     defaults.default_response_timeout.as_secs(),
                 )?,
             ),
+            default_engine: self.get("default_engine").unwrap_or("auto").to_ascii_lowercase(),
             models: match self.get("models") {
                 Some(json) => parse_models(json)?,
                 None => BTreeMap::new(),
@@ -159,7 +162,14 @@ impl Layers {
         if metric_interval.is_zero() {
             bail!("metric_time_interval must be at least 1 second");
         }
-        Ok(Resolved { server, engine, load_models, log_dir, metric_interval })
+        if !matches!(engine.default_engine.as_str(), "auto" | "tract" | "onnxruntime") {
+            bail!(
+                "default_engine must be auto, tract or onnxruntime, got `{}`",
+                engine.default_engine
+            );
+        }
+        let onnxruntime_lib = self.get("onnxruntime_lib").map(PathBuf::from);
+        Ok(Resolved { server, engine, load_models, log_dir, metric_interval, onnxruntime_lib })
     }
 }
 
@@ -173,6 +183,8 @@ pub(crate) struct Resolved {
     pub(crate) log_dir: PathBuf,
     /// How often host metrics go to `ts_metrics.log` (`metric_time_interval`).
     pub(crate) metric_interval: Duration,
+    /// The ONNX Runtime library (`onnxruntime_lib`); searched for when `None`.
+    pub(crate) onnxruntime_lib: Option<PathBuf>,
 }
 
 /// A model named at startup: `all`, a file name, or `name=file`.

@@ -325,3 +325,111 @@ async fn sigterm_answers_every_accepted_request_then_exits_0() {
     assert_eq!(answered, 40);
     terminate(child);
 }
+
+/// The ONNX Runtime library is installed by scripts/install-onnxruntime.sh (scripts/test.sh runs it);
+/// `OXSERVE_SKIP_ORT=1` skips the tests that need it on machines without it.
+fn ort_available() -> bool {
+    if std::env::var("OXSERVE_SKIP_ORT").is_ok_and(|v| v == "1") {
+        eprintln!("OXSERVE_SKIP_ORT=1: skipping a test that needs ONNX Runtime");
+        return false;
+    }
+    true
+}
+
+#[tokio::test]
+async fn engines_are_chosen_server_wide_and_per_model() {
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    copy_dir(&repo().join("examples/model-store"), &store);
+    // This model insists on tract whatever the server default is.
+    let config = store.join("digits/model-config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\nengine: tract\n")).unwrap();
+    let (child, [inference, management, _]) = start(
+        &[
+            "--model-store",
+            store.to_str().unwrap(),
+            "--models",
+            "all",
+            "--engine",
+            "onnxruntime",
+            "--disable-token-auth",
+        ],
+        &dir.path().join("logs"),
+    );
+    let client = reqwest::Client::new();
+    for (model, engine) in [("tiny", "ort"), ("digits", "tract")] {
+        let d: serde_json::Value = client
+            .get(format!("{management}/models/{model}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(d[0]["engine"], engine, "{model}");
+    }
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/inputs/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let out: Vec<f64> = client
+        .post(format!("{inference}/predictions/tiny"))
+        .body(expected["tiny"]["input"].to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (a, e) in out.iter().zip(expected["tiny"]["output"].as_array().unwrap()) {
+        assert!((a - e.as_f64().unwrap()).abs() < 1e-5, "{out:?}");
+    }
+    terminate(child);
+}
+
+#[test]
+fn asking_for_onnx_runtime_that_is_not_there_is_a_clear_error() {
+    let logs = tempfile::tempdir().unwrap();
+    let out = oxserve()
+        .args([
+            "serve",
+            "--engine",
+            "onnxruntime",
+            "--onnxruntime-lib",
+            "/nonexistent/libonnxruntime.so",
+        ])
+        .arg("--log-dir")
+        .arg(logs.path())
+        .args([
+            "--inference-address",
+            "http://127.0.0.1:0",
+            "--management-address",
+            "http://127.0.0.1:0",
+        ])
+        .args(["--metrics-address", "http://127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ONNX Runtime") && stderr.contains("/nonexistent/libonnxruntime.so"),
+        "{stderr}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

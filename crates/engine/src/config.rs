@@ -32,6 +32,9 @@ pub struct EngineConfig {
     pub unpack_limits: UnpackLimits,
     /// Per-model entries of `config.properties`' `models=` key: name → version → overrides.
     pub models: BTreeMap<String, BTreeMap<String, ModelOverrides>>,
+    /// Engine for models that do not name one: `auto` (the first engine the registry was given,
+    /// ONNX Runtime when it is installed) or an engine name.
+    pub default_engine: String,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +48,7 @@ impl Default for EngineConfig {
             default_max_batch_delay: Duration::from_millis(100),
             unpack_limits: UnpackLimits::default(),
             models: BTreeMap::new(),
+            default_engine: "auto".to_owned(),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct ModelOverrides {
     pub default_version: Option<bool>,
     /// Archive file of this entry (`models=` entries only).
     pub mar_name: Option<String>,
+    /// `auto`, `tract` or `onnxruntime`.
+    pub engine: Option<String>,
 }
 
 impl ModelOverrides {
@@ -102,7 +108,8 @@ impl ModelOverrides {
             device_type,
             device_ids,
             default_version,
-            mar_name
+            mar_name,
+            engine
         );
     }
 
@@ -182,6 +189,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "jobQueueSize",
     "deviceType",
     "deviceIds",
+    "engine",
 ];
 
 impl ModelConfigFile {

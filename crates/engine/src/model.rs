@@ -55,7 +55,7 @@ impl ModelVersion {
     pub(crate) fn load(
         spec: LoadSpec,
         config: &EngineConfig,
-        backend: &dyn Backend,
+        backends: &[Arc<dyn Backend>],
         handlers: &HandlerRegistry,
         metrics: &Metrics,
     ) -> Result<Self> {
@@ -81,6 +81,8 @@ impl ModelVersion {
         overrides.merge(&model_config.overrides);
         overrides.merge(&spec.overrides);
         let settings = overrides.resolve(config).map_err(EngineError::InvalidArgument)?;
+        let wanted = overrides.engine.as_deref().unwrap_or(&config.default_engine);
+        let backend = pick_backend(backends, wanted)?;
         if settings.device_type == DeviceType::Gpu {
             return Err(EngineError::Load(format!(
                 "model {name} asks for deviceType gpu, but the {} engine runs on the CPU only",
@@ -92,6 +94,7 @@ impl ModelVersion {
         })?;
         check_is_onnx(&model_path)?;
         let model = backend.load(&ModelSource { path: model_path, intra_threads: None })?;
+        tracing::info!(model = %name, version = %version, engine = backend.name(), asked = wanted, "engine chosen");
         let handler_name = manifest.model.handler.clone().unwrap_or_default();
         let handler = handlers.create(
             Some(&handler_name),
@@ -466,6 +469,27 @@ async fn offload<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'stat
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| EngineError::Internal(format!("handler task failed: {e}")))?
+}
+
+/// The engine a model asked for: `auto` takes the first (preferred) one; `onnxruntime` is also
+/// accepted as the ONNX Runtime engine's short name `ort`.
+fn pick_backend<'a>(backends: &'a [Arc<dyn Backend>], wanted: &str) -> Result<&'a dyn Backend> {
+    let wanted = wanted.trim().to_ascii_lowercase();
+    let found = if wanted == "auto" {
+        backends.first()
+    } else {
+        backends
+            .iter()
+            .find(|b| b.name() == wanted || (wanted == "onnxruntime" && b.name() == "ort"))
+    };
+    found.map(|b| &**b).ok_or_else(|| {
+        let available: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+        EngineError::Load(format!(
+            "engine `{wanted}` is not available in this server (available: {}); for ONNX Runtime run \
+             scripts/install-onnxruntime.sh or set onnxruntime_lib",
+            available.join(", ")
+        ))
+    })
 }
 
 fn check_is_onnx(path: &Path) -> Result<()> {

@@ -43,7 +43,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct Registry {
     config: EngineConfig,
-    backend: Arc<dyn Backend>,
+    /// Engines in order of preference; `auto` picks the first.
+    backends: Vec<Arc<dyn Backend>>,
     handlers: HandlerRegistry,
     models: RwLock<BTreeMap<String, Entry>>,
     metrics: Arc<Metrics>,
@@ -57,18 +58,23 @@ const SYNC_WAIT: Duration = Duration::from_secs(120);
 impl Registry {
     /// An empty registry loading models with `backend`, with metrics but no metric log files.
     pub fn new(config: EngineConfig, backend: Arc<dyn Backend>, handlers: HandlerRegistry) -> Self {
-        Self::with_metrics(config, backend, handlers, Arc::new(Metrics::new(hostname(), None)))
+        Self::with_metrics(
+            config,
+            vec![backend],
+            handlers,
+            Arc::new(Metrics::new(hostname(), None)),
+        )
     }
 
-    /// As [`Self::new`], recording into `metrics`.
+    /// With several engines (in order of preference for `auto`), recording into `metrics`.
     pub fn with_metrics(
         config: EngineConfig,
-        backend: Arc<dyn Backend>,
+        backends: Vec<Arc<dyn Backend>>,
         handlers: HandlerRegistry,
         metrics: Arc<Metrics>,
     ) -> Self {
         let system = Mutex::new(SystemSampler::new(&config.model_store));
-        Self { config, backend, handlers, models: RwLock::new(BTreeMap::new()), metrics, system }
+        Self { config, backends, handlers, models: RwLock::new(BTreeMap::new()), metrics, system }
     }
 
     /// The metrics every model records into.
@@ -159,7 +165,7 @@ impl Registry {
         };
         let this = Arc::clone(self);
         let version = tokio::task::spawn_blocking(move || {
-            ModelVersion::load(spec, &this.config, &*this.backend, &this.handlers, &this.metrics)
+            ModelVersion::load(spec, &this.config, &this.backends, &this.handlers, &this.metrics)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("model loading task failed: {e}")))??;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use oxserve_backend::Backend;
+use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::handler::HandlerRegistry;
 use oxserve_engine::metric_log::MetricLog;
@@ -57,6 +59,16 @@ pub(crate) struct ServeArgs {
     /// Where the keys are written (`key_file`; default ./key_file.json, mode 0600, deleted at exit).
     #[arg(long)]
     key_file: Option<PathBuf>,
+
+    /// Engine for models that do not name one in model-config.yaml (`default_engine`): `auto` uses
+    /// ONNX Runtime when its library is found (faster: 1.5–12x on CPU), else the embedded tract engine.
+    #[arg(long, value_parser = ["auto", "tract", "onnxruntime"])]
+    engine: Option<String>,
+
+    /// The ONNX Runtime shared library (`onnxruntime_lib`; else ORT_DYLIB_PATH, else .venv-ort from
+    /// scripts/install-onnxruntime.sh, else the python3 `onnxruntime` package).
+    #[arg(long)]
+    onnxruntime_lib: Option<PathBuf>,
 
     /// Seconds accepted requests may take to finish after SIGTERM or Ctrl-C (`drain_timeout`, default 30).
     #[arg(long)]
@@ -115,6 +127,12 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     if let Some(file) = &args.key_file {
         layers.set("key_file", file.to_string_lossy());
     }
+    if let Some(engine) = &args.engine {
+        layers.set("default_engine", engine.clone());
+    }
+    if let Some(lib) = &args.onnxruntime_lib {
+        layers.set("onnxruntime_lib", lib.to_string_lossy());
+    }
     if let Some(secs) = args.drain_timeout {
         layers.set("drain_timeout", secs.to_string());
     }
@@ -135,9 +153,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     info!(dir = %log.dir().display(), "writing ts_metrics.log, model_metrics.log and access_log.log");
     let metrics = Arc::new(Metrics::new(hostname(), Some(Arc::new(log))));
+    let backends = backends(&settings.engine.default_engine, settings.onnxruntime_lib.clone())?;
     let registry = Arc::new(Registry::with_metrics(
         settings.engine.clone(),
-        Arc::new(TractBackend),
+        backends,
         HandlerRegistry::with_builtins(),
         metrics,
     ));
@@ -163,6 +182,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || registry.shutdown()).await?;
     info!("stopped");
     Ok(())
+}
+
+/// The engines this server offers, preferred first. ONNX Runtime is offered when its library loads;
+/// when it was asked for explicitly and does not load, startup stops with the reason.
+fn backends(
+    default_engine: &str,
+    library: Option<PathBuf>,
+) -> anyhow::Result<Vec<Arc<dyn Backend>>> {
+    let tract: Arc<dyn Backend> = Arc::new(TractBackend);
+    if default_engine == "tract" {
+        return Ok(vec![tract]);
+    }
+    match OrtBackend::new(OrtConfig { library, ..OrtConfig::default() }) {
+        Ok(ort) => {
+            info!(library = %ort.library().display(), "ONNX Runtime found: models use it unless they ask for tract");
+            Ok(vec![Arc::new(ort), tract])
+        }
+        Err(e) if default_engine == "onnxruntime" => {
+            Err(anyhow::Error::new(e).context("ONNX Runtime was asked for"))
+        }
+        Err(e) => {
+            info!(reason = %e, "ONNX Runtime not available: models run on the embedded tract engine");
+            Ok(vec![tract])
+        }
+    }
 }
 
 /// Expands the startup list and registers each model; any failure stops startup with its reason.

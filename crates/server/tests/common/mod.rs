@@ -112,7 +112,7 @@ impl TestServer {
         let metrics = Arc::new(Metrics::new("testhost".into(), log));
         let registry = Arc::new(Registry::with_metrics(
             engine,
-            Arc::new(TractBackend),
+            vec![Arc::new(TractBackend)],
             HandlerRegistry::with_builtins(),
             metrics,
         ));
