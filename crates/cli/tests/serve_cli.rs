@@ -348,6 +348,9 @@ async fn engines_are_chosen_server_wide_and_per_model() {
     let config = store.join("digits/model-config.yaml");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}\nengine: tract\n")).unwrap();
+    // An fp16 model: FP16 tensors end to end through ONNX Runtime.
+    std::fs::copy(repo().join("tests/fixtures/models/fp16_add.onnx"), store.join("fp16_add.onnx"))
+        .unwrap();
     let (child, [inference, management, _]) = start(
         &[
             "--model-store",
@@ -388,6 +391,37 @@ async fn engines_are_chosen_server_wide_and_per_model() {
     for (a, e) in out.iter().zip(expected["tiny"]["output"].as_array().unwrap()) {
         assert!((a - e.as_f64().unwrap()).abs() < 1e-5, "{out:?}");
     }
+    let meta: serde_json::Value = client
+        .get(format!("{inference}/v2/models/fp16_add"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["inputs"][0]["datatype"], "FP16", "{meta}");
+    let request = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP16", "data": [0.5, 1, 1.5, 2]}]});
+    let answer: serde_json::Value = client
+        .post(format!("{inference}/v2/models/fp16_add/infer"))
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["outputs"][0]["datatype"], "FP16", "{answer}");
+    assert_eq!(answer["outputs"][0]["data"], serde_json::json!([1.0, 2.0, 3.0, 4.0]), "{answer}");
+    let row: serde_json::Value = client
+        .post(format!("{inference}/predictions/fp16_add"))
+        .body("[0.25, 0.5, 0.75, 1.0]")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row, serde_json::json!([0.5, 1.0, 1.5, 2.0]));
     terminate(child);
 }
 
