@@ -21,9 +21,11 @@ fn repo(rel: &str) -> PathBuf {
 
 /// A deterministic batch for the model's single f32 input.
 fn input(backend: &dyn Backend, path: &Path, batch: usize) -> Vec<Tensor> {
-    let model = backend.load(&ModelSource { path: path.to_path_buf(), intra_threads: Some(1) }).unwrap();
+    let model =
+        backend.load(&ModelSource { path: path.to_path_buf(), intra_threads: Some(1) }).unwrap();
     let spec = &model.signature().inputs[0];
-    let mut shape: Vec<usize> = spec.shape.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 1 }).collect();
+    let mut shape: Vec<usize> =
+        spec.shape.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 1 }).collect();
     shape[0] = batch;
     let n: usize = shape.iter().product();
     let data = (0..n).map(|i| ((i % 97) as f32 / 97.0) - 0.5).collect();
@@ -47,11 +49,15 @@ fn median(session: &mut dyn Session, inputs: &[Tensor], iterations: usize) -> Du
 }
 
 fn main() {
-    let ort = OrtBackend::new(OrtConfig::default()).expect("run scripts/install-onnxruntime.sh first");
+    let ort =
+        OrtBackend::new(OrtConfig::default()).expect("run scripts/install-onnxruntime.sh first");
     let cnn = std::env::var("OXSERVE_BENCH_CNN")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo("../shared/models/efficientnet_lite0.onnx"));
-    let mut models = vec![("tiny MLP", repo("examples/models/tiny.onnx"), 2000), ("digits MLP", repo("examples/models/digits_mlp.onnx"), 2000)];
+    let mut models = vec![
+        ("tiny MLP", repo("examples/models/tiny.onnx"), 2000),
+        ("digits MLP", repo("examples/models/digits_mlp.onnx"), 2000),
+    ];
     if cnn.exists() {
         models.push(("EfficientNet-Lite0 224²", cnn, 10));
     }

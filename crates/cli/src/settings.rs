@@ -34,6 +34,7 @@ const KNOWN_KEYS: &[&str] = &[
     "drain_timeout",
     "default_engine",
     "onnxruntime_lib",
+    "intra_op_threads",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -147,6 +148,10 @@ impl Layers {
                 )?,
             ),
             default_engine: self.get("default_engine").unwrap_or("auto").to_ascii_lowercase(),
+            default_intra_op_threads: match self.get("intra_op_threads") {
+                None => None,
+                Some(_) => Some(self.number("intra_op_threads", 1)?),
+            },
             models: match self.get("models") {
                 Some(json) => parse_models(json)?,
                 None => BTreeMap::new(),

@@ -348,6 +348,9 @@ async fn engines_are_chosen_server_wide_and_per_model() {
     let config = store.join("digits/model-config.yaml");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}\nengine: tract\n")).unwrap();
+    let tiny_config = store.join("tiny/model-config.yaml");
+    let text = std::fs::read_to_string(&tiny_config).unwrap();
+    std::fs::write(&tiny_config, format!("{text}\nintraOpThreads: 2\n")).unwrap();
     // An fp16 model: FP16 tensors end to end through ONNX Runtime.
     std::fs::copy(repo().join("tests/fixtures/models/fp16_add.onnx"), store.join("fp16_add.onnx"))
         .unwrap();
@@ -375,6 +378,9 @@ async fn engines_are_chosen_server_wide_and_per_model() {
             .unwrap();
         assert_eq!(d[0]["engine"], engine, "{model}");
     }
+    let d: serde_json::Value =
+        client.get(format!("{management}/models/tiny")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d[0]["intraOpThreads"], 2);
     let expected: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("examples/inputs/expected.json")).unwrap(),
     )

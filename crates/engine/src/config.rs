@@ -35,6 +35,10 @@ pub struct EngineConfig {
     /// Engine for models that do not name one: `auto` (the first engine the registry was given,
     /// ONNX Runtime when it is installed) or an engine name.
     pub default_engine: String,
+    /// Intra-op threads per worker session for models that do not say (`intra_op_threads`); `None`
+    /// lets the engine decide (one thread: throughput then scales with workers without
+    /// oversubscribing the cores).
+    pub default_intra_op_threads: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +53,7 @@ impl Default for EngineConfig {
             unpack_limits: UnpackLimits::default(),
             models: BTreeMap::new(),
             default_engine: "auto".to_owned(),
+            default_intra_op_threads: None,
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct ModelOverrides {
     pub mar_name: Option<String>,
     /// `auto`, `tract` or `onnxruntime`.
     pub engine: Option<String>,
+    /// Intra-op threads of each worker's session (ONNX Runtime; tract runs one).
+    pub intra_op_threads: Option<usize>,
 }
 
 impl ModelOverrides {
@@ -109,7 +116,8 @@ impl ModelOverrides {
             device_ids,
             default_version,
             mar_name,
-            engine
+            engine,
+            intra_op_threads
         );
     }
 
@@ -190,6 +198,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "deviceType",
     "deviceIds",
     "engine",
+    "intraOpThreads",
 ];
 
 impl ModelConfigFile {
@@ -234,7 +243,8 @@ mod tests {
     fn parses_frontend_keys_and_keeps_the_rest() {
         let cfg = ModelConfigFile::parse(
             "minWorkers: 2\nmaxWorkers: 4\nbatchSize: 8\nmaxBatchDelay: 50\nresponseTimeout: 30\n\
-             jobQueueSize: 7\ndeviceType: gpu\ndeviceIds: [0, 1]\ncustomKey: hello\npt2:\n  compile: true\n",
+             jobQueueSize: 7\ndeviceType: gpu\ndeviceIds: [0, 1]\ncustomKey: hello\npt2:\n  compile: true\n\
+             engine: onnxruntime\nintraOpThreads: 2\n",
         )
         .unwrap();
         assert_eq!(cfg.overrides.min_workers, Some(2));
@@ -246,6 +256,9 @@ mod tests {
         assert_eq!(cfg.overrides.device_type, Some(DeviceType::Gpu));
         assert_eq!(cfg.overrides.device_ids, Some(vec![0, 1]));
         assert_eq!(cfg.handler_config["customKey"], "hello");
+        assert_eq!(cfg.overrides.engine.as_deref(), Some("onnxruntime"));
+        assert_eq!(cfg.overrides.intra_op_threads, Some(2));
+        assert!(!cfg.handler_config.contains_key("engine"));
         assert_eq!(cfg.handler_config["pt2"]["compile"], true);
     }
 

@@ -39,6 +39,8 @@ pub struct ModelVersion {
     url: String,
     engine: &'static str,
     handler_name: String,
+    /// Intra-op threads asked of the engine per session (`None`: its default).
+    intra_op_threads: Option<usize>,
     loaded_at_startup: bool,
     model: Arc<dyn LoadedModel>,
     handler: Arc<dyn Handler>,
@@ -93,7 +95,8 @@ impl ModelVersion {
             EngineError::Load(format!("the archive of model {name} names no serialized model file"))
         })?;
         check_is_onnx(&model_path)?;
-        let model = backend.load(&ModelSource { path: model_path, intra_threads: None })?;
+        let intra_threads = overrides.intra_op_threads.or(config.default_intra_op_threads);
+        let model = backend.load(&ModelSource { path: model_path, intra_threads })?;
         tracing::info!(model = %name, version = %version, engine = backend.name(), asked = wanted, "engine chosen");
         let handler_name = manifest.model.handler.clone().unwrap_or_default();
         let handler = handlers.create(
@@ -122,6 +125,7 @@ impl ModelVersion {
             engine: backend.name(),
             handler_name: if handler_name.is_empty() { "tensor".into() } else { handler_name },
             loaded_at_startup: spec.loaded_at_startup,
+            intra_op_threads: intra_threads,
             model,
             handler,
             settings: Mutex::new(settings),
@@ -381,6 +385,7 @@ impl ModelVersion {
                 DeviceType::Gpu => "gpu",
             },
             loaded_at_startup: self.loaded_at_startup,
+            intra_op_threads: self.intra_op_threads,
             workers: self
                 .pool()
                 .infos()
@@ -532,6 +537,9 @@ pub struct Description {
     pub response_timeout: u64,
     pub device_type: &'static str,
     pub loaded_at_startup: bool,
+    /// Intra-op threads per worker session; absent when the engine's default (one) is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<usize>,
     pub workers: Vec<WorkerDescription>,
     pub job_queue_status: JobQueueStatus,
 }
