@@ -292,3 +292,47 @@ async fn describe_shows_live_queue_counts() {
     assert_eq!(d[0]["jobQueueStatus"]["pendingRequests"], 0);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_hangs_up_while_queued_never_reaches_the_engine() {
+    use tokio::io::AsyncWriteExt;
+    let mut options = Options::default();
+    options.models = vec![model("slow", "slow.onnx")];
+    let s = TestServer::start(options).await;
+    let url = format!("{}/predictions/slow", s.inference);
+    // A long request occupies the only worker.
+    let busy_rows = Value::Array((0..40).map(|_| json!([1.0])).collect()).to_string();
+    let busy = {
+        let (client, url) = (s.client.clone(), url.clone());
+        tokio::spawn(async move {
+            client.post(url).body(busy_rows).send().await.unwrap().status().as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A raw client sends a request, then hangs up while it waits in the queue.
+    let addr = s.inference.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = "[[2.0], [2.0], [2.0]]";
+    let request = format!(
+        "POST /predictions/slow HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(socket);
+    assert_eq!(busy.await.unwrap(), 200);
+    // One more request after the queue drained.
+    assert_eq!(s.post(url, "[1.0]").await.0, 200);
+    let m = scrape(&s).await;
+    assert_eq!(
+        get(&m, "oxserve_requests_total{model=\"slow\",outcome=\"cancelled\",version=\"1.0\"}"),
+        1.0
+    );
+    assert_eq!(
+        get(&m, "oxserve_requests_total{model=\"slow\",outcome=\"ok\",version=\"1.0\"}"),
+        2.0
+    );
+    // Two batches ran: the busy request and the last one; the abandoned request never did.
+    assert_eq!(get(&m, "oxserve_batch_size{model=\"slow\",version=\"1.0\"}"), 2.0);
+    s.stop().await;
+}
