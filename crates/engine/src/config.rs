@@ -97,6 +97,10 @@ pub struct ModelOverrides {
     pub engine: Option<String>,
     /// Intra-op threads of each worker's session (ONNX Runtime; tract runs one).
     pub intra_op_threads: Option<usize>,
+    /// Most requests of this model in the server at once, from body read to answer (queued, being
+    /// decoded or running); beyond it requests are refused with 503 at once. Unset: only the queue
+    /// bounds them.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 impl ModelOverrides {
@@ -117,7 +121,8 @@ impl ModelOverrides {
             default_version,
             mar_name,
             engine,
-            intra_op_threads
+            intra_op_threads,
+            max_concurrent_requests
         );
     }
 
@@ -199,6 +204,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "deviceIds",
     "engine",
     "intraOpThreads",
+    "maxConcurrentRequests",
 ];
 
 impl ModelConfigFile {

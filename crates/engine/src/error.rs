@@ -36,6 +36,16 @@ pub enum EngineError {
         /// Queue capacity.
         capacity: usize,
     },
+    /// The model already serves its `maxConcurrentRequests`; the client should retry later.
+    #[error(
+        "model {model} is overloaded: it already serves its limit of {limit} concurrent requests"
+    )]
+    TooManyRequests {
+        /// Model name.
+        model: String,
+        /// The limit.
+        limit: usize,
+    },
     /// No answer within the response timeout.
     #[error("request timed out after {0:?}")]
     Timeout(Duration),

@@ -67,7 +67,9 @@ impl Outcome {
     /// The outcome an engine error stands for.
     pub fn of(err: &EngineError) -> Self {
         match err {
-            EngineError::Overloaded { .. } | EngineError::Unavailable(_) => Self::Overloaded,
+            EngineError::Overloaded { .. }
+            | EngineError::TooManyRequests { .. }
+            | EngineError::Unavailable(_) => Self::Overloaded,
             EngineError::Timeout(_) => Self::Timeout,
             EngineError::Internal(_) | EngineError::Backend(_) => Self::Error,
             _ => Self::ClientError,

@@ -41,6 +41,8 @@ pub struct ModelVersion {
     handler_name: String,
     /// Intra-op threads asked of the engine per session (`None`: its default).
     intra_op_threads: Option<usize>,
+    /// Admission permits, when `maxConcurrentRequests` is set; a request holds one until answered.
+    admission: Option<(Arc<tokio::sync::Semaphore>, usize)>,
     loaded_at_startup: bool,
     model: Arc<dyn LoadedModel>,
     handler: Arc<dyn Handler>,
@@ -126,6 +128,10 @@ impl ModelVersion {
             handler_name: if handler_name.is_empty() { "tensor".into() } else { handler_name },
             loaded_at_startup: spec.loaded_at_startup,
             intra_op_threads: intra_threads,
+            admission: overrides
+                .max_concurrent_requests
+                .filter(|n| *n > 0)
+                .map(|n| (Arc::new(tokio::sync::Semaphore::new(n)), n)),
             model,
             handler,
             settings: Mutex::new(settings),
@@ -240,7 +246,10 @@ impl ModelVersion {
     /// queue is full, [`EngineError::Timeout`] when no answer came in time.
     pub async fn infer(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
         let mut record = Recorder::new(&self.metrics, options.request_id.as_deref());
-        let result = self.submit(inputs, options).await;
+        let result = match self.admit() {
+            Ok(_permit) => self.submit(inputs, options).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(output) => record.answered(RequestTimings {
                 queue: output.queue_time,
@@ -251,6 +260,15 @@ impl ModelVersion {
             Err(e) => record.failed(e),
         }
         result
+    }
+
+    /// Takes an admission permit when the model has a concurrency limit.
+    fn admit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let Some((permits, limit)) = &self.admission else { return Ok(None) };
+        Arc::clone(permits)
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| EngineError::TooManyRequests { model: self.name.clone(), limit: *limit })
     }
 
     async fn submit(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
@@ -297,7 +315,10 @@ impl ModelVersion {
         options: &RequestOptions,
     ) -> Result<(Prediction, RequestTimings)> {
         let mut record = Recorder::new(&self.metrics, options.request_id.as_deref());
-        let result = self.run_handler(payload, options).await;
+        let result = match self.admit() {
+            Ok(_permit) => self.run_handler(payload, options).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok((_, timings)) => record.answered(*timings),
             Err(e) => record.failed(e),

@@ -83,7 +83,7 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidInput(_) | EngineError::InvalidArgument(_) => {
                 (S::BAD_REQUEST, "BadRequestException")
             }
-            EngineError::Overloaded { .. } => {
+            EngineError::Overloaded { .. } | EngineError::TooManyRequests { .. } => {
                 (S::SERVICE_UNAVAILABLE, "ServiceUnavailableException")
             }
             EngineError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
@@ -105,7 +105,9 @@ impl From<EngineError> for ApiError {
         } else {
             err.to_string()
         };
-        let retry_after = matches!(err, EngineError::Overloaded { .. }).then_some(1);
+        let retry_after =
+            matches!(err, EngineError::Overloaded { .. } | EngineError::TooManyRequests { .. })
+                .then_some(1);
         Self { status, kind, message, style: Style::TorchServe, retry_after }
     }
 }

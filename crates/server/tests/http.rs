@@ -413,3 +413,42 @@ async fn a_client_may_shorten_its_deadline_but_not_lengthen_it() {
     assert!(body["error"].as_str().unwrap().contains("timed out"), "{body}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_per_model_concurrency_cap_refuses_at_once() {
+    let mut options = Options::default();
+    options.models = vec![oxserve_engine::RegisterRequest {
+        overrides: ModelOverrides { max_concurrent_requests: Some(2), ..Default::default() },
+        ..model("slow", "slow.onnx")
+    }];
+    let s = TestServer::start(options).await;
+    let body = json!([[1.0], [1.0], [1.0], [1.0], [1.0]]).to_string();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, body) =
+                (s.client.clone(), format!("{}/predictions/slow", s.inference), body.clone());
+            tokio::spawn(async move {
+                let r = client.post(url).body(body).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (503, body) => {
+                refused += 1;
+                assert!(
+                    body["message"].as_str().unwrap().contains("concurrent requests"),
+                    "{body}"
+                );
+            }
+            (status, body) => panic!("{status}: {body}"),
+        }
+    }
+    assert!(ok >= 1 && refused >= 1 && ok + refused == 8, "ok={ok} refused={refused}");
+    // The cap is released with each answer: the model serves again afterwards.
+    assert_eq!(s.post(format!("{}/predictions/slow", s.inference), "[1.0]").await.0, 200);
+    s.stop().await;
+}
