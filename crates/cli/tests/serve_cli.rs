@@ -106,8 +106,7 @@ async fn pack_serve_predict_and_stop() {
     let management_key = keys["management"]["key"].as_str().unwrap().to_owned();
     let r = client.get(format!("{management}/models")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let ping: serde_json::Value =
-        client.get(format!("{inference}/ping")).send().await.unwrap().json().await.unwrap();
+    let ping: serde_json::Value = get_json(&client, format!("{inference}/ping")).await;
     assert_eq!(ping["status"], "Healthy");
     let input = std::fs::read_to_string(repo().join("examples/inputs/tiny.json")).unwrap();
     let r = client
@@ -170,8 +169,7 @@ async fn config_properties_and_model_store_all() {
     let (child, [inference, management, _]) =
         start(&["--ts-config", config.to_str().unwrap()], &dir.path().join("logs"));
     let client = reqwest::Client::new();
-    let list: serde_json::Value =
-        client.get(format!("{management}/models")).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = get_json(&client, format!("{management}/models")).await;
     let names: Vec<&str> = list["models"]
         .as_array()
         .unwrap()
@@ -179,14 +177,7 @@ async fn config_properties_and_model_store_all() {
         .map(|m| m["modelName"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["digits", "tiny"]);
-    let d: serde_json::Value = client
-        .get(format!("{management}/models/digits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: serde_json::Value = get_json(&client, format!("{management}/models/digits")).await;
     // model-config.yaml (batchSize 8, maxBatchDelay 10) wins over config.properties' models= entry.
     assert_eq!(d[0]["batchSize"], 8);
     assert_eq!(d[0]["jobQueueStatus"]["remainingCapacity"], 5);
@@ -297,14 +288,7 @@ async fn sigterm_answers_every_accepted_request_then_exits_0() {
         .collect();
     // Wait until (nearly) all of them are queued, so every one was accepted, then ask the server to stop.
     for _ in 0..200 {
-        let d: serde_json::Value = client
-            .get(format!("{management}/models/slow"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let d: serde_json::Value = get_json(&client, format!("{management}/models/slow")).await;
         if d[0]["jobQueueStatus"]["pendingRequests"].as_u64().unwrap() >= 36 {
             break;
         }
@@ -368,18 +352,10 @@ async fn engines_are_chosen_server_wide_and_per_model() {
     );
     let client = reqwest::Client::new();
     for (model, engine) in [("tiny", "ort"), ("digits", "tract")] {
-        let d: serde_json::Value = client
-            .get(format!("{management}/models/{model}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let d: serde_json::Value = get_json(&client, format!("{management}/models/{model}")).await;
         assert_eq!(d[0]["engine"], engine, "{model}");
     }
-    let d: serde_json::Value =
-        client.get(format!("{management}/models/tiny")).send().await.unwrap().json().await.unwrap();
+    let d: serde_json::Value = get_json(&client, format!("{management}/models/tiny")).await;
     assert_eq!(d[0]["intraOpThreads"], 2);
     let expected: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("examples/inputs/expected.json")).unwrap(),
@@ -397,14 +373,8 @@ async fn engines_are_chosen_server_wide_and_per_model() {
     for (a, e) in out.iter().zip(expected["tiny"]["output"].as_array().unwrap()) {
         assert!((a - e.as_f64().unwrap()).abs() < 1e-5, "{out:?}");
     }
-    let meta: serde_json::Value = client
-        .get(format!("{inference}/v2/models/fp16_add"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value =
+        get_json(&client, format!("{inference}/v2/models/fp16_add")).await;
     assert_eq!(meta["inputs"][0]["datatype"], "FP16", "{meta}");
     let request = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP16", "data": [0.5, 1, 1.5, 2]}]});
     let answer: serde_json::Value = client
@@ -472,4 +442,8 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
