@@ -287,7 +287,7 @@ async fn sigterm_answers_every_accepted_request_then_exits_0() {
         })
         .collect();
     // Wait until (nearly) all of them are queued, so every one was accepted, then ask the server to stop.
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let d: serde_json::Value = get_json(&client, format!("{management}/models/slow")).await;
         if d[0]["jobQueueStatus"]["pendingRequests"].as_u64().unwrap() >= 36 {
             break;
