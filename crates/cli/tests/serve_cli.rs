@@ -11,6 +11,16 @@ fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// Every listener on a free loopback port, so tests never collide.
+const EPHEMERAL_LISTENERS: [&str; 6] = [
+    "--inference-address",
+    "http://127.0.0.1:0",
+    "--management-address",
+    "http://127.0.0.1:0",
+    "--metrics-address",
+    "http://127.0.0.1:0",
+];
+
 fn oxserve() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
     command.env("RUST_LOG", "warn");
@@ -43,9 +53,7 @@ fn start_with(args: &[&str], logs: &Path, mut command: Command) -> (Running, [St
         .arg(logs)
         .arg("--key-file")
         .arg(logs.join("key_file.json"))
-        .args(["--inference-address", "http://127.0.0.1:0"])
-        .args(["--management-address", "http://127.0.0.1:0"])
-        .args(["--metrics-address", "http://127.0.0.1:0"])
+        .args(EPHEMERAL_LISTENERS)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -202,14 +210,7 @@ fn bad_startup_configuration_exits_with_a_clear_error() {
         .args(["serve", "--model-store", "/nonexistent-store", "--models", "nothing.mar"])
         .arg("--log-dir")
         .arg(logs.path())
-        .args([
-            "--inference-address",
-            "http://127.0.0.1:0",
-            "--management-address",
-            "http://127.0.0.1:0",
-            "--metrics-address",
-            "http://127.0.0.1:0",
-        ])
+        .args(EPHEMERAL_LISTENERS)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -414,13 +415,7 @@ fn asking_for_onnx_runtime_that_is_not_there_is_a_clear_error() {
         ])
         .arg("--log-dir")
         .arg(logs.path())
-        .args([
-            "--inference-address",
-            "http://127.0.0.1:0",
-            "--management-address",
-            "http://127.0.0.1:0",
-        ])
-        .args(["--metrics-address", "http://127.0.0.1:0"])
+        .args(EPHEMERAL_LISTENERS)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

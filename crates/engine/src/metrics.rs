@@ -283,25 +283,7 @@ impl Metrics {
             busy_workers: self.busy_workers.with_label_values(&[name, version]),
             outcomes: Outcome::ALL
                 .map(|o| self.outcomes.with_label_values(&[name, version, o.as_str()])),
-            worker_load_time: self.worker_load_time.clone(),
-            hostname: self.hostname.clone(),
-            log: self.log.clone(),
-            families: self.clone_families(),
-        }
-    }
-
-    fn clone_families(&self) -> Families {
-        Families {
-            ts: [
-                self.ts_requests.clone().into(),
-                self.ts_latency.clone().into(),
-                self.ts_queue.clone().into(),
-            ],
-            duration: self.duration.clone(),
-            batch_size: self.batch_size.clone(),
-            queue_depth: self.queue_depth.clone(),
-            busy_workers: self.busy_workers.clone(),
-            outcomes: self.outcomes.clone(),
+            all: self.clone(),
         }
     }
 
@@ -328,35 +310,6 @@ impl Metrics {
     }
 }
 
-/// Family handles kept to remove a model's series when it unloads.
-#[derive(Debug, Clone)]
-struct Families {
-    ts: [AnyVec; 3],
-    duration: HistogramVec,
-    batch_size: HistogramVec,
-    queue_depth: IntGaugeVec,
-    busy_workers: IntGaugeVec,
-    outcomes: IntCounterVec,
-}
-
-#[derive(Debug, Clone)]
-enum AnyVec {
-    Int(IntCounterVec),
-    Float(CounterVec),
-}
-
-impl From<IntCounterVec> for AnyVec {
-    fn from(v: IntCounterVec) -> Self {
-        Self::Int(v)
-    }
-}
-
-impl From<CounterVec> for AnyVec {
-    fn from(v: CounterVec) -> Self {
-        Self::Float(v)
-    }
-}
-
 /// One model version's metrics, with label values bound.
 #[derive(Debug)]
 pub struct ModelMetrics {
@@ -374,10 +327,9 @@ pub struct ModelMetrics {
     queue_depth: IntGauge,
     busy_workers: IntGauge,
     outcomes: [IntCounter; 6],
-    worker_load_time: GaugeVec,
-    hostname: String,
-    log: Option<Arc<MetricLog>>,
-    families: Families,
+    /// The families themselves (cheap handles), for log lines, worker load times and removing this
+    /// version's series at unload.
+    all: Metrics,
 }
 
 /// Timings of one answered request.
@@ -425,12 +377,12 @@ impl ModelMetrics {
         self.worker_thread_time.set(worker_ms);
         self.handler_time.set(handler_ms);
         self.prediction_time.set(worker_ms);
-        if let Some(log) = &self.log {
+        if let Some(log) = &self.all.log {
             let model =
                 [("model_name", self.name.as_str()), ("model_version", self.version.as_str())];
             let host_level = [("Level", "Host")];
             let dims = [("ModelName", self.name.as_str()), ("Level", "Model")];
-            let host = self.hostname.as_str();
+            let host = self.all.hostname.as_str();
             let line =
                 |name, value| Line { name, unit: "ms", value, dims: &dims, host, request_id };
             log.lines()
@@ -458,10 +410,10 @@ impl ModelMetrics {
 
     pub(crate) fn worker_loaded(&self, worker: &str, took: Duration) {
         let ms = took.as_secs_f64() * 1e3;
-        self.worker_load_time.with_label_values(&[worker, "Host", &self.hostname]).set(ms);
-        if let Some(log) = &self.log {
+        self.all.worker_load_time.with_label_values(&[worker, "Host", &self.all.hostname]).set(ms);
+        if let Some(log) = &self.all.log {
             let dims = [("WorkerName", worker), ("Level", "Host")];
-            log.frontend("WorkerLoadTime", "Milliseconds", ms, &dims, &self.hostname);
+            log.frontend("WorkerLoadTime", "Milliseconds", ms, &dims, &self.all.hostname);
         }
     }
 
@@ -480,22 +432,20 @@ impl ModelMetrics {
 
     /// Removes this version's series (on unload) so they stop being reported.
     pub(crate) fn remove(&self) {
-        let host = self.hostname.as_str();
+        let host = self.all.hostname.as_str();
         let (n, v) = (self.name.as_str(), self.version.as_str());
-        for family in &self.families.ts {
-            let _ = match family {
-                AnyVec::Int(f) => f.remove_label_values(&[n, v, host]),
-                AnyVec::Float(f) => f.remove_label_values(&[n, v, host]),
-            };
-        }
+        let all = &self.all;
+        let _ = all.ts_requests.remove_label_values(&[n, v, host]);
+        let _ = all.ts_latency.remove_label_values(&[n, v, host]);
+        let _ = all.ts_queue.remove_label_values(&[n, v, host]);
         for s in Stage::ALL {
-            let _ = self.families.duration.remove_label_values(&[n, v, s.as_str()]);
+            let _ = all.duration.remove_label_values(&[n, v, s.as_str()]);
         }
         for o in Outcome::ALL {
-            let _ = self.families.outcomes.remove_label_values(&[n, v, o.as_str()]);
+            let _ = all.outcomes.remove_label_values(&[n, v, o.as_str()]);
         }
-        let _ = self.families.batch_size.remove_label_values(&[n, v]);
-        let _ = self.families.queue_depth.remove_label_values(&[n, v]);
-        let _ = self.families.busy_workers.remove_label_values(&[n, v]);
+        let _ = all.batch_size.remove_label_values(&[n, v]);
+        let _ = all.queue_depth.remove_label_values(&[n, v]);
+        let _ = all.busy_workers.remove_label_values(&[n, v]);
     }
 }

@@ -181,7 +181,7 @@ fn unauthorized(message: &str) -> Response {
 /// Paths that answer without a key: health checks for probes, and metrics (as in TorchServe; the
 /// metrics listener is on loopback by default).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/ping" | "/v2/health/live" | "/v2/health/ready" | "/metrics")
+    crate::observe::is_health_check(path) || path == "/metrics"
 }
 
 /// Checks the bearer token of a request against the key its API needs.

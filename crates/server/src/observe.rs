@@ -16,6 +16,11 @@ use oxserve_engine::metrics::RequestTimings;
 
 use crate::AppState;
 
+/// Health checks: open without a key (probes carry none) and answered while draining.
+pub(crate) fn is_health_check(path: &str) -> bool {
+    matches!(path, "/ping" | "/v2/health/live" | "/v2/health/ready")
+}
+
 /// The header carrying the request id.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
@@ -53,23 +58,40 @@ pub(crate) fn server_timing(t: &RequestTimings) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("total;dur=0"))
 }
 
-/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line.
+/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line. While the server
+/// drains, requests other than health checks are refused with 503 and `Connection: close`.
 pub(crate) async fn record(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
-    let line = format!("{} {} {:?}", request.method(), request.uri(), request.version());
+    let metrics = state.registry.metrics();
+    if !is_health_check(request.uri().path())
+        && state.draining.load(std::sync::atomic::Ordering::Acquire)
+    {
+        let refused =
+            oxserve_engine::EngineError::Unavailable("the server is shutting down".into());
+        let mut response =
+            axum::response::IntoResponse::into_response(crate::error::ApiError::from(refused));
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        metrics.record_status(response.status().as_u16());
+        return response;
+    }
+    // The access log line is only put together when there is an access log to write it to.
+    let access = metrics.log().is_some().then(|| {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+        (peer, format!("{} {} {:?}", request.method(), request.uri(), request.version()))
+    });
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let metrics = state.registry.metrics();
     metrics.record_status(status);
-    if let Some(log) = metrics.log() {
+    if let (Some(log), Some((peer, line))) = (metrics.log(), access) {
         log.access(&peer, &line, status, started.elapsed().as_millis());
     }
     response
