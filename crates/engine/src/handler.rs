@@ -18,6 +18,7 @@ use oxserve_backend::{Signature, Tensor};
 use crate::archive::Manifest;
 use crate::error::{EngineError, Result};
 
+pub mod input;
 mod tensor;
 
 pub use tensor::TensorHandler;
