@@ -16,6 +16,10 @@ const KNOWN_KEYS: &[&str] = &[
     "inference_address",
     "management_address",
     "metrics_address",
+    "grpc_inference_port",
+    "grpc_management_port",
+    "grpc_inference_address",
+    "grpc_management_address",
     "model_store",
     "load_models",
     "models",
@@ -107,12 +111,47 @@ impl Layers {
         parse_address(self.get(key).unwrap_or(default)).with_context(|| format!("invalid {key}"))
     }
 
+    /// A gRPC listener: the host of `address_key` (loopback by default; a port given there is kept)
+    /// and the port of `port_key`, which wins, as TorchServe's `grpc_*_port` keys.
+    fn grpc_address(
+        &self,
+        address_key: &str,
+        port_key: &str,
+        default_port: u16,
+    ) -> anyhow::Result<SocketAddr> {
+        let mut addr = match self.get(address_key) {
+            None => SocketAddr::from(([127, 0, 0, 1], default_port)),
+            Some(v) => {
+                let mut addr =
+                    parse_address(v).with_context(|| format!("invalid {address_key}"))?;
+                if !has_port(v) {
+                    addr.set_port(default_port);
+                }
+                addr
+            }
+        };
+        if self.get(port_key).is_some() {
+            addr.set_port(self.number(port_key, default_port)?);
+        }
+        Ok(addr)
+    }
+
     /// Validates every layer into the configurations the server and engine take.
     pub(crate) fn resolve(&self) -> anyhow::Result<Resolved> {
         let server = ServerConfig {
             inference_address: self.address("inference_address", "http://127.0.0.1:8080")?,
             management_address: self.address("management_address", "http://127.0.0.1:8081")?,
             metrics_address: self.address("metrics_address", "http://127.0.0.1:8082")?,
+            grpc_inference_address: self.grpc_address(
+                "grpc_inference_address",
+                "grpc_inference_port",
+                7070,
+            )?,
+            grpc_management_address: self.grpc_address(
+                "grpc_management_address",
+                "grpc_management_port",
+                7071,
+            )?,
             max_request_size: self.number("max_request_size", 6_553_500)?,
             max_response_size: self.number("max_response_size", 6_553_500)?,
             enable_model_api: self.flag("enable_model_api")?,
@@ -223,6 +262,14 @@ fn parse_models(json: &str) -> anyhow::Result<BTreeMap<String, BTreeMap<String, 
     serde_json::from_str(json).context("invalid `models` value in config.properties")
 }
 
+/// Whether an address value names its port (`host:port`, `http://[::1]:9`), rather than leaving it to
+/// a default.
+fn has_port(value: &str) -> bool {
+    let host_port =
+        value.trim().strip_prefix("http://").unwrap_or(value.trim()).trim_end_matches('/');
+    url::Url::parse(&format!("http://{host_port}")).is_ok_and(|u| u.port().is_some())
+}
+
 /// Parses a listener address: `http://host:port`, `host:port`. `https://` and `unix:` are refused
 /// with a clear message rather than silently served as plain HTTP.
 pub(crate) fn parse_address(value: &str) -> anyhow::Result<SocketAddr> {
@@ -309,11 +356,32 @@ mod tests {
     }
 
     #[test]
+    fn grpc_ports_and_addresses() {
+        let mut layers = Layers::default();
+        layers.set("grpc_inference_port", "9090");
+        layers.set("grpc_management_address", "0.0.0.0");
+        let r = layers.resolve().unwrap();
+        assert_eq!(r.server.grpc_inference_address, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(r.server.grpc_management_address, "0.0.0.0:7071".parse().unwrap());
+        let mut layers = Layers::default();
+        layers.set("grpc_management_address", "http://127.0.0.1:9191");
+        layers.set("grpc_inference_port", "0");
+        let r = layers.resolve().unwrap();
+        assert_eq!(r.server.grpc_management_address, "127.0.0.1:9191".parse().unwrap());
+        assert_eq!(r.server.grpc_inference_address.port(), 0);
+        let mut layers = Layers::default();
+        layers.set("grpc_inference_port", "seventy");
+        assert!(layers.resolve().is_err());
+    }
+
+    #[test]
     fn defaults_are_torchserve_s_secure_ones() {
         let r = Layers::default().resolve().unwrap();
         assert!(r.server.inference_address.ip().is_loopback());
         assert!(r.server.management_address.ip().is_loopback());
         assert!(r.server.metrics_address.ip().is_loopback());
+        assert_eq!(r.server.grpc_inference_address, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(r.server.grpc_management_address, "127.0.0.1:7071".parse().unwrap());
         assert!(!r.server.enable_model_api);
         let auth = r.server.auth.expect("token authorization is on by default");
         assert_eq!(auth.key_file, PathBuf::from("key_file.json"));

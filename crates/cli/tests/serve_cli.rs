@@ -12,13 +12,17 @@ fn repo() -> &'static Path {
 }
 
 /// Every listener on a free loopback port, so tests never collide.
-const EPHEMERAL_LISTENERS: [&str; 6] = [
+const EPHEMERAL_LISTENERS: [&str; 10] = [
     "--inference-address",
     "http://127.0.0.1:0",
     "--management-address",
     "http://127.0.0.1:0",
     "--metrics-address",
     "http://127.0.0.1:0",
+    "--grpc-inference-port",
+    "0",
+    "--grpc-management-port",
+    "0",
 ];
 
 fn oxserve() -> Command {

@@ -184,6 +184,42 @@ fn is_open(path: &str) -> bool {
     crate::observe::is_health_check(path) || path == "/metrics"
 }
 
+/// The token of an `Authorization: Bearer <key>` value (HTTP header or gRPC metadata).
+pub(crate) fn bearer(value: Option<&str>) -> Option<&str> {
+    value
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+/// Whether `token` opens an API that needs the `needed` key: the one rule the HTTP middleware and
+/// the gRPC services share. A missing, unknown or expired key is 401; a valid key of another kind
+/// is 403.
+pub(crate) fn check(keys: &Keys, needed: KeyKind, token: Option<&str>) -> Result<(), ApiError> {
+    let unauthorized =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "InvalidKeyException", message);
+    let Some(token) = token else {
+        return Err(unauthorized(
+            "this API needs a key: send `Authorization: Bearer <key>` with the key from the key file",
+        ));
+    };
+    match keys.classify(token.as_bytes()) {
+        None => Err(unauthorized("the key is not valid")),
+        Some((_, true)) => Err(unauthorized(
+            "the key has expired; rotate it with GET /token?type=… and the API key",
+        )),
+        Some((kind, false)) if kind == needed => Ok(()),
+        Some((kind, false)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "InvalidKeyException",
+            format!(
+                "a {} key cannot be used here; this API needs the {} key",
+                kind.name(),
+                needed.name()
+            ),
+        )),
+    }
+}
+
 /// Checks the bearer token of a request against the key its API needs.
 pub(crate) async fn require(
     State(state): State<AppState>,
@@ -204,33 +240,11 @@ pub(crate) async fn require(
     } else {
         KeyKind::Inference
     };
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let Some(token) = token else {
-        return unauthorized(
-            "this API needs a key: send `Authorization: Bearer <key>` with the key from the key file",
-        );
-    };
-    match keys.classify(token.as_bytes()) {
-        None => unauthorized("the key is not valid"),
-        Some((_, true)) => {
-            unauthorized("the key has expired; rotate it with GET /token?type=… and the API key")
-        }
-        Some((kind, false)) if kind == needed => next.run(request).await,
-        Some((kind, false)) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "InvalidKeyException",
-            format!(
-                "a {} key cannot be used here; this API needs the {} key",
-                kind.name(),
-                needed.name()
-            ),
-        )
-        .into_response(),
+    let token = bearer(request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    match check(keys, needed, token) {
+        Ok(()) => next.run(request).await,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => unauthorized(&e.message),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -1,8 +1,10 @@
-//! The one place engine errors become HTTP statuses and bodies.
+//! The one place engine errors become HTTP statuses and bodies, and gRPC status codes.
 //!
 //! TorchServe's paths answer `{"code", "type", "message"}`; Open Inference Protocol paths answer
-//! `{"error"}`. Both use the same status table. Internal failures are logged here, once, with their
-//! detail; the client gets a short message without internals.
+//! `{"error"}`. Both use the same status table, and gRPC answers derive their code from that same
+//! HTTP status ([`grpc_code`]), so one engine error means the same thing on every API. Internal
+//! failures are logged here, once, with their detail; the client gets a short message without
+//! internals.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -112,6 +114,40 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// The gRPC code of an HTTP status, for the statuses this server answers with.
+///
+/// 413 is RESOURCE_EXHAUSTED (gRPC's code for a message over the size limit); 405, which here
+/// only means "the model API is turned off", is FAILED_PRECONDITION (the server is not set up for
+/// the call); 409 (name and version already registered) is ALREADY_EXISTS.
+pub(crate) fn grpc_code(status: StatusCode) -> tonic::Code {
+    use tonic::Code;
+    match status.as_u16() {
+        200..=299 => Code::Ok,
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        405 => Code::FailedPrecondition,
+        409 => Code::AlreadyExists,
+        413 => Code::ResourceExhausted,
+        429 | 503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        501 => Code::Unimplemented,
+        _ => Code::Internal,
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> Self {
+        Self::new(grpc_code(err.status), err.message)
+    }
+}
+
+/// An engine error as a gRPC status, through the same table as HTTP.
+pub(crate) fn grpc_status(err: EngineError) -> tonic::Status {
+    ApiError::from(err).into()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.style {
@@ -155,6 +191,29 @@ mod tests {
         );
         assert_eq!(status(EngineError::Conflict("c".into())), StatusCode::CONFLICT);
         assert_eq!(status(EngineError::Internal("boom".into())), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_same_table() {
+        use tonic::Code;
+        let code = |e: EngineError| grpc_status(e).code();
+        assert_eq!(code(EngineError::ModelNotFound("m".into())), Code::NotFound);
+        assert_eq!(code(EngineError::InvalidInput("x".into())), Code::InvalidArgument);
+        assert_eq!(
+            code(EngineError::Overloaded { model: "m".into(), capacity: 1 }),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(EngineError::TooManyRequests { model: "m".into(), limit: 1 }),
+            Code::Unavailable
+        );
+        assert_eq!(code(EngineError::Unavailable("x".into())), Code::Unavailable);
+        assert_eq!(code(EngineError::Timeout(Duration::from_secs(1))), Code::DeadlineExceeded);
+        assert_eq!(code(EngineError::Conflict("c".into())), Code::AlreadyExists);
+        assert_eq!(code(EngineError::Internal("boom".into())), Code::Internal);
+        assert_eq!(tonic::Status::from(ApiError::too_large(1)).code(), Code::ResourceExhausted);
+        let internal = grpc_status(EngineError::Internal("secret path /x".into()));
+        assert!(!internal.message().contains("secret"));
     }
 
     #[test]

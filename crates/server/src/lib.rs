@@ -1,6 +1,7 @@
-//! oxserve's HTTP front end: TorchServe's inference API (`/ping`, `/predictions`), the Open Inference
-//! Protocol REST API (`/v2/…`), TorchServe's management API (`/models…`) and `/metrics`, each on its
-//! own listener as in TorchServe (8080, 8081, 8082).
+//! oxserve's network front end: TorchServe's inference API (`/ping`, `/predictions`), the Open
+//! Inference Protocol REST API (`/v2/…`), TorchServe's management API (`/models…`) and `/metrics`,
+//! each on its own HTTP listener as in TorchServe (8080, 8081, 8082); and over gRPC the Open Inference
+//! Protocol with TorchServe's inference service (7070) and TorchServe's management service (7071).
 //!
 //! ```no_run
 //! # async fn demo(registry: std::sync::Arc<oxserve_engine::Registry>) -> std::io::Result<()> {
@@ -13,10 +14,12 @@
 mod auth;
 mod body;
 mod error;
+pub mod grpc;
 mod inference;
 mod management;
 mod metrics;
 mod observe;
+mod tensor_bytes;
 mod v2;
 
 use std::future::Future;
@@ -48,9 +51,14 @@ pub struct ServerConfig {
     pub management_address: SocketAddr,
     /// Metrics API (`metrics_address`).
     pub metrics_address: SocketAddr,
-    /// Largest request body accepted, in bytes (`max_request_size`).
+    /// gRPC inference: the Open Inference Protocol and TorchServe's inference service
+    /// (`grpc_inference_port`).
+    pub grpc_inference_address: SocketAddr,
+    /// gRPC management: TorchServe's management service (`grpc_management_port`).
+    pub grpc_management_address: SocketAddr,
+    /// Largest request body (or gRPC message) accepted, in bytes (`max_request_size`).
     pub max_request_size: usize,
-    /// Largest response body sent, in bytes (`max_response_size`).
+    /// Largest response body (or gRPC message) sent, in bytes (`max_response_size`).
     pub max_response_size: usize,
     /// Whether register and unregister calls are allowed (`enable_model_api`).
     pub enable_model_api: bool,
@@ -68,6 +76,8 @@ impl Default for ServerConfig {
             inference_address: local(8080),
             management_address: local(8081),
             metrics_address: local(8082),
+            grpc_inference_address: local(7070),
+            grpc_management_address: local(7071),
             max_request_size: 6_553_500,
             max_response_size: 6_553_500,
             enable_model_api: false,
@@ -102,6 +112,15 @@ enum Api {
     Inference,
     Management,
     Metrics,
+    GrpcInference,
+    GrpcManagement,
+}
+
+impl Api {
+    /// gRPC and HTTP never share a listener: each speaks its own protocol and error format.
+    fn is_grpc(self) -> bool {
+        matches!(self, Self::GrpcInference | Self::GrpcManagement)
+    }
 }
 
 /// Bound listeners, ready to serve.
@@ -112,7 +131,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listener. Addresses that are equal share one listener serving both APIs.
+    /// Binds every listener. HTTP APIs whose addresses are equal share one listener, and so do the
+    /// two gRPC APIs; an HTTP API and a gRPC API never do.
     ///
     /// # Errors
     /// When an address cannot be bound.
@@ -121,10 +141,15 @@ impl Server {
             (Api::Inference, config.inference_address),
             (Api::Management, config.management_address),
             (Api::Metrics, config.metrics_address),
+            (Api::GrpcInference, config.grpc_inference_address),
+            (Api::GrpcManagement, config.grpc_management_address),
         ];
         let mut groups: Vec<(SocketAddr, Vec<Api>)> = Vec::new();
         for (api, addr) in wanted {
-            match groups.iter_mut().find(|(a, _)| *a == addr && addr.port() != 0) {
+            let shared = groups.iter_mut().find(|(a, apis)| {
+                *a == addr && addr.port() != 0 && apis.iter().all(|x| x.is_grpc() == api.is_grpc())
+            });
+            match shared {
                 Some((_, apis)) => apis.push(api),
                 None => groups.push((addr, vec![api])),
             }
@@ -187,6 +212,16 @@ impl Server {
         self.addr_of(Api::Metrics)
     }
 
+    /// Where the gRPC inference services (Open Inference Protocol, TorchServe inference) listen.
+    pub fn grpc_inference_addr(&self) -> SocketAddr {
+        self.addr_of(Api::GrpcInference)
+    }
+
+    /// Where the gRPC management service listens.
+    pub fn grpc_management_addr(&self) -> SocketAddr {
+        self.addr_of(Api::GrpcManagement)
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish.
     ///
     /// # Errors
@@ -201,6 +236,11 @@ impl Server {
             let router = router(&apis, self.state.clone());
             let token = token.clone();
             info!(addr = %listener.local_addr()?, apis = ?apis, "listening");
+            // Small answers go out at once instead of waiting on Nagle's algorithm for the peer's
+            // delayed ACK (tens of milliseconds on HTTP/2 and keep-alive connections).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             tasks.spawn(async move {
                 axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(token.cancelled_owned())
@@ -245,12 +285,30 @@ impl Server {
 }
 
 fn router(apis: &[Api], state: AppState) -> Router {
+    if apis.iter().any(|api| api.is_grpc()) {
+        let services: Vec<grpc::Services> = apis
+            .iter()
+            .filter_map(|api| match api {
+                Api::GrpcInference => Some(grpc::Services::Inference),
+                Api::GrpcManagement => Some(grpc::Services::Management),
+                _ => None,
+            })
+            .collect();
+        let request_id = HeaderName::from_static(observe::REQUEST_ID);
+        return grpc::router(&services, &state).layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_grpc().make_span_with(observe::span)),
+        );
+    }
     let mut router = Router::new();
     for api in apis {
         router = router.merge(match api {
             Api::Inference => inference_routes(),
             Api::Management => management_routes(),
             Api::Metrics => Router::new().route("/metrics", get(metrics::metrics)),
+            Api::GrpcInference | Api::GrpcManagement => Router::new(),
         });
     }
     let mut router = router

@@ -1,15 +1,22 @@
-//! The Open Inference Protocol (KServe V2) over REST.
+//! The Open Inference Protocol (KServe V2) over REST, with Triton's binary tensor extension.
+//!
+//! Binary extension: a request whose JSON is followed by raw tensor bytes says how long its JSON
+//! part is in `Inference-Header-Content-Length`; each input sent that way carries
+//! `"parameters": {"binary_data_size": N}` instead of `data`, and takes the next N bytes, in input
+//! order. Outputs come back raw when the output asks with `"parameters": {"binary_data": true}` or the
+//! request with `"parameters": {"binary_data_output": true}`; the answer then has the same header and
+//! layout. The byte layout is [`crate::tensor_bytes`]'s.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oxserve_backend::{DType, Tensor, TensorSpec};
-use oxserve_engine::ModelVersion;
 use oxserve_engine::codec::{FlatJson, tensor_from_shaped};
+use oxserve_engine::{ModelVersion, RequestOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -17,12 +24,21 @@ use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::{AppState, ModelPath};
 
+/// The protocol extensions this server supports, as `GET /v2` and gRPC ServerMetadata list them.
+pub(crate) const EXTENSIONS: &[&str] = &["binary_tensor_data"];
+
+/// The platform name models report: every model oxserve serves runs an ONNX graph.
+pub(crate) const PLATFORM: &str = "onnx_onnxv1";
+
+/// The header giving the length of the JSON part of a body followed by raw tensors.
+pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
+
 /// `GET /v2`
 pub(crate) async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "oxserve",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": []
+        "extensions": EXTENSIONS
     }))
 }
 
@@ -75,7 +91,7 @@ fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Result<Resp
     Ok(Json(json!({
         "name": v.name(),
         "versions": versions,
-        "platform": "onnx_onnxv1",
+        "platform": PLATFORM,
         "inputs": signature.inputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
         "outputs": signature.outputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
     }))
@@ -90,15 +106,19 @@ pub(crate) async fn model_metadata(
     metadata(&state, &path.model, path.version.as_deref())
 }
 
+/// Why a model version cannot serve now, or `None` when it can.
+pub(crate) fn not_ready_reason(v: &ModelVersion) -> Option<String> {
+    v.not_ready_reason()
+        .or_else(|| (v.ready_workers() == 0).then(|| "it has no workers".to_owned()))
+}
+
 fn model_ready_response(
     state: &AppState,
     model: &str,
     version: Option<&str>,
 ) -> Result<Response, ApiError> {
     let v = lookup(state, model, version)?;
-    let reason = v
-        .not_ready_reason()
-        .or_else(|| (v.ready_workers() == 0).then(|| "it has no workers".to_owned()));
+    let reason = not_ready_reason(&v);
     let body = match &reason {
         None => json!({"name": v.name(), "ready": true}),
         Some(reason) => json!({"name": v.name(), "ready": false, "reason": reason}),
@@ -118,7 +138,8 @@ pub(crate) async fn model_ready(
 #[derive(Deserialize)]
 struct InferRequest {
     id: Option<String>,
-    /// Request parameters; `timeout` (microseconds, as Triton) shortens the deadline.
+    /// Request parameters; `timeout` (microseconds, as Triton) shortens the deadline and
+    /// `binary_data_output` asks for every output as raw bytes.
     #[serde(default)]
     parameters: Option<Map<String, Value>>,
     inputs: Vec<InferInput>,
@@ -131,12 +152,18 @@ struct InferInput {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    data: Value,
+    /// Absent when the tensor comes as raw bytes after the JSON (`binary_data_size`).
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
 }
 
 #[derive(Deserialize)]
 struct RequestedOutput {
     name: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
 }
 
 #[derive(Serialize)]
@@ -153,7 +180,10 @@ struct OutputTensor<'a> {
     name: &'a str,
     datatype: &'static str,
     shape: &'a [usize],
-    data: FlatJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<FlatJson<'a>>,
 }
 
 /// `POST /v2/models/{m}[/versions/{v}]/infer`
@@ -168,6 +198,38 @@ pub(crate) async fn infer(
         .map_err(ApiError::v2)
 }
 
+/// A boolean parameter; absent is `false`, anything but a boolean is an error.
+fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<bool, ApiError> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("parameter {key} must be a boolean, got {other}")))
+        }
+    }
+}
+
+/// Splits a body into its JSON part and the raw tensor bytes after it.
+fn split_binary(
+    headers: &HeaderMap,
+    bytes: &bytes::Bytes,
+) -> Result<(bytes::Bytes, bytes::Bytes), ApiError> {
+    let Some(value) = headers.get(HEADER_LENGTH) else {
+        return Ok((bytes.clone(), bytes::Bytes::new()));
+    };
+    let length =
+        value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
+            ApiError::bad_request(format!("{HEADER_LENGTH} must be a byte count"))
+        })?;
+    if length > bytes.len() {
+        return Err(ApiError::bad_request(format!(
+            "{HEADER_LENGTH} is {length} but the body has only {} bytes",
+            bytes.len()
+        )));
+    }
+    Ok((bytes.slice(..length), bytes.slice(length..)))
+}
+
 async fn run_infer(
     state: AppState,
     model: &str,
@@ -178,16 +240,31 @@ async fn run_infer(
     let received = std::time::Instant::now();
     let v = state.registry.get(model, version)?;
     let bytes = read_limited(&headers, body, state.config.max_request_size).await?;
-    let request: InferRequest = serde_json::from_slice(&bytes)
+    let (json_part, binary) = split_binary(&headers, &bytes)?;
+    let request: InferRequest = serde_json::from_slice(&json_part)
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
-    let inputs = tensors(&v, request.inputs)?;
-    let wanted = requested_outputs(&v, request.outputs.as_deref())?;
+    let inputs = tensors(&v, request.inputs, &binary)?;
+    let all_binary = flag(request.parameters.as_ref(), "binary_data_output")?;
+    let wanted = match request.outputs.as_deref() {
+        None => None,
+        Some(requested) => {
+            let mut wanted = Vec::with_capacity(requested.len());
+            for r in requested {
+                let binary = match r.parameters.as_ref().and_then(|p| p.get("binary_data")) {
+                    None => all_binary,
+                    Some(_) => flag(r.parameters.as_ref(), "binary_data")?,
+                };
+                wanted.push((r.name.as_str(), binary));
+            }
+            Some(requested_outputs(&v, wanted)?)
+        }
+    };
     let mut options = crate::observe::options(&headers);
-    if let Some(us) =
-        request.parameters.as_ref().and_then(|p| p.get("timeout")).and_then(Value::as_u64)
-    {
-        let asked = std::time::Duration::from_micros(us);
-        options.timeout = Some(options.timeout.map_or(asked, |t| t.min(asked)));
+    if let Some(value) = request.parameters.as_ref().and_then(|p| p.get("timeout")) {
+        let us = value.as_u64().ok_or_else(|| {
+            ApiError::bad_request(format!("parameter timeout must be microseconds, got {value}"))
+        })?;
+        shorten(&mut options, us);
     }
     let output = v.infer(inputs, &options).await?;
     let timings = oxserve_engine::metrics::RequestTimings {
@@ -197,91 +274,218 @@ async fn run_infer(
         ..Default::default()
     };
     let signature = v.signature();
-    let outputs = signature
-        .outputs
-        .iter()
-        .zip(&output.outputs)
-        .filter(|(spec, _)| wanted.as_ref().is_none_or(|w| w.contains(spec.name.as_str())))
-        .map(|(spec, t)| OutputTensor {
+    let mut raw = Vec::new();
+    let mut outputs = Vec::new();
+    for (spec, t) in signature.outputs.iter().zip(&output.outputs) {
+        let binary = match &wanted {
+            None => all_binary,
+            Some(w) => match w.get(spec.name.as_str()) {
+                None => continue,
+                Some(binary) => *binary,
+            },
+        };
+        let (parameters, data) = if binary {
+            let before = raw.len();
+            crate::tensor_bytes::encode_into(t.data(), &mut raw);
+            (Some(json!({"binary_data_size": raw.len() - before})), None)
+        } else {
+            (None, Some(FlatJson(t.data())))
+        };
+        outputs.push(OutputTensor {
             name: &spec.name,
             datatype: t.dtype().oip_name(),
             shape: t.shape(),
-            data: FlatJson(t.data()),
-        })
-        .collect();
+            parameters,
+            data,
+        });
+    }
     let response =
         InferResponse { model_name: v.name(), model_version: v.version(), id: request.id, outputs };
-    let body = serde_json::to_vec(&response)
+    let mut body = serde_json::to_vec(&response)
         .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?;
-    let mut response =
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+    let json_length = body.len();
+    body.extend_from_slice(&raw);
+    if body.len() > state.config.max_response_size {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            format!(
+                "the response of {} bytes is larger than max_response_size ({} bytes)",
+                body.len(),
+                state.config.max_response_size
+            ),
+        ));
+    }
+    let content_type = if raw.is_empty() { "application/json" } else { "application/octet-stream" };
+    let mut response = ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response();
+    if !raw.is_empty() {
+        response.headers_mut().insert(HEADER_LENGTH, HeaderValue::from(json_length));
+    }
     response.headers_mut().insert("server-timing", crate::observe::server_timing(&timings));
     Ok(response)
 }
 
-/// Builds the model's inputs in signature order from the request's named tensors.
-fn tensors(v: &ModelVersion, inputs: Vec<InferInput>) -> Result<Vec<Tensor>, ApiError> {
-    let specs = &v.signature().inputs;
-    let mut slots: Vec<Option<Tensor>> = vec![None; specs.len()];
+/// Shortens a request's deadline to `micros` (the OIP `timeout` parameter); never lengthens it.
+pub(crate) fn shorten(options: &mut RequestOptions, micros: u64) {
+    let asked = std::time::Duration::from_micros(micros);
+    options.timeout = Some(options.timeout.map_or(asked, |t| t.min(asked)));
+}
+
+/// Builds the model's inputs in signature order from the request's named tensors, taking the raw
+/// ones from `binary` in input order.
+fn tensors(
+    v: &ModelVersion,
+    inputs: Vec<InferInput>,
+    binary: &bytes::Bytes,
+) -> Result<Vec<Tensor>, ApiError> {
+    let mut slots = Inputs::new(v);
+    let mut offset = 0usize;
     for input in inputs {
-        let (i, spec) = v.signature().input(&input.name).ok_or_else(|| {
+        let (i, dtype, shape) = slots.check(&input.name, &input.datatype, &input.shape)?;
+        let size = match input.parameters.as_ref().and_then(|p| p.get("binary_data_size")) {
+            None => None,
+            Some(n) => Some(n.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "input `{}`: binary_data_size must be a byte count, got {n}",
+                    input.name
+                ))
+            })?),
+        };
+        let tensor = match (size, &input.data) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(format!(
+                    "input `{}` has both data and binary_data_size",
+                    input.name
+                )));
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(format!(
+                    "input `{}` has neither data nor binary_data_size",
+                    input.name
+                )));
+            }
+            (None, Some(data)) => tensor_from_shaped(data, dtype, shape)
+                .map_err(|e| ApiError::bad_request(format!("input `{}`: {e}", input.name)))?,
+            (Some(size), None) => {
+                let end = offset.checked_add(size).filter(|end| *end <= binary.len()).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "input `{}`: binary_data_size {size} runs past the {} bytes after the JSON",
+                        input.name,
+                        binary.len()
+                    ))
+                })?;
+                let tensor = raw_tensor(&input.name, dtype, shape, &binary[offset..end])?;
+                offset = end;
+                tensor
+            }
+        };
+        slots.put(i, &input.name, tensor)?;
+    }
+    if offset != binary.len() {
+        return Err(ApiError::bad_request(format!(
+            "{} bytes after the JSON belong to no input (binary_data_size adds up to {offset})",
+            binary.len() - offset
+        )));
+    }
+    slots.finish()
+}
+
+/// A tensor from raw bytes (binary extension and gRPC `raw_input_contents`).
+pub(crate) fn raw_tensor(
+    name: &str,
+    dtype: DType,
+    shape: Vec<usize>,
+    bytes: &[u8],
+) -> Result<Tensor, ApiError> {
+    let count = oxserve_backend::element_count(&shape)
+        .ok_or_else(|| ApiError::bad_request(format!("input `{name}`: the shape is too large")))?;
+    let data = crate::tensor_bytes::decode(dtype, count, bytes)
+        .map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
+    Tensor::new(shape, data).map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))
+}
+
+/// A model's inputs being gathered from a request's named tensors, in signature order. REST and
+/// gRPC share it so both check names, datatypes and shapes the same way.
+pub(crate) struct Inputs<'a> {
+    v: &'a ModelVersion,
+    slots: Vec<Option<Tensor>>,
+}
+
+impl<'a> Inputs<'a> {
+    pub(crate) fn new(v: &'a ModelVersion) -> Self {
+        Self { v, slots: vec![None; v.signature().inputs.len()] }
+    }
+
+    /// Checks a named input against the signature: its slot, datatype and shape.
+    pub(crate) fn check(
+        &self,
+        name: &str,
+        datatype: &str,
+        shape: &[i64],
+    ) -> Result<(usize, DType, Vec<usize>), ApiError> {
+        let specs = &self.v.signature().inputs;
+        let (i, spec) = self.v.signature().input(name).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "unknown input `{}`; the model takes {}",
-                input.name,
+                "unknown input `{name}`; the model takes {}",
                 specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
             ))
         })?;
-        let dtype = DType::from_oip_name(&input.datatype).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "input `{}`: unknown datatype `{}`",
-                input.name, input.datatype
-            ))
+        let dtype = DType::from_oip_name(datatype).ok_or_else(|| {
+            ApiError::bad_request(format!("input `{name}`: unknown datatype `{datatype}`"))
         })?;
         if dtype != spec.dtype {
             return Err(ApiError::bad_request(format!(
-                "input `{}` has datatype {dtype} but the model expects {}",
-                input.name, spec.dtype
+                "input `{name}` has datatype {dtype} but the model expects {}",
+                spec.dtype
             )));
         }
-        let shape = input
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "input `{}`: shape {:?} has a negative dimension",
-                    input.name, input.shape
-                ))
-            })?;
+        let shape =
+            shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(
+                |_| {
+                    ApiError::bad_request(format!(
+                        "input `{name}`: shape {shape:?} has a negative dimension"
+                    ))
+                },
+            )?;
         spec.check_shape(&shape)
-            .map_err(|e| ApiError::bad_request(format!("input `{}`: {e}", input.name)))?;
-        let tensor = tensor_from_shaped(&input.data, dtype, shape)
-            .map_err(|e| ApiError::bad_request(format!("input `{}`: {e}", input.name)))?;
-        if slots[i].replace(tensor).is_some() {
-            return Err(ApiError::bad_request(format!("input `{}` is given twice", input.name)));
-        }
+            .map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
+        Ok((i, dtype, shape))
     }
-    slots
-        .into_iter()
-        .zip(specs)
-        .map(|(slot, spec)| {
-            slot.ok_or_else(|| ApiError::bad_request(format!("input `{}` is missing", spec.name)))
-        })
-        .collect()
+
+    /// Puts a checked input in its slot.
+    pub(crate) fn put(&mut self, index: usize, name: &str, tensor: Tensor) -> Result<(), ApiError> {
+        if self.slots[index].replace(tensor).is_some() {
+            return Err(ApiError::bad_request(format!("input `{name}` is given twice")));
+        }
+        Ok(())
+    }
+
+    /// Every input, in signature order; an error names the first one missing.
+    pub(crate) fn finish(self) -> Result<Vec<Tensor>, ApiError> {
+        self.slots
+            .into_iter()
+            .zip(&self.v.signature().inputs)
+            .map(|(slot, spec)| {
+                slot.ok_or_else(|| {
+                    ApiError::bad_request(format!("input `{}` is missing", spec.name))
+                })
+            })
+            .collect()
+    }
 }
 
-fn requested_outputs<'a>(
+/// The outputs a request names, with a per-output value (the binary flag on REST), after checking
+/// that the model has them.
+pub(crate) fn requested_outputs<'a, T>(
     v: &ModelVersion,
-    requested: Option<&'a [RequestedOutput]>,
-) -> Result<Option<HashSet<&'a str>>, ApiError> {
-    let Some(requested) = requested else { return Ok(None) };
-    let mut names = HashSet::new();
-    for r in requested {
-        if !v.signature().outputs.iter().any(|s| s.name == r.name) {
-            return Err(ApiError::bad_request(format!("unknown output `{}`", r.name)));
+    requested: impl IntoIterator<Item = (&'a str, T)>,
+) -> Result<HashMap<&'a str, T>, ApiError> {
+    let mut names = HashMap::new();
+    for (name, value) in requested {
+        if !v.signature().outputs.iter().any(|s| s.name == name) {
+            return Err(ApiError::bad_request(format!("unknown output `{name}`")));
         }
-        names.insert(r.name.as_str());
+        names.insert(name, value);
     }
-    Ok(Some(names))
+    Ok(names)
 }

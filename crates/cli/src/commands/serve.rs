@@ -46,6 +46,25 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     metrics_address: Option<String>,
 
+    /// gRPC inference port: Open Inference Protocol and TorchServe inference services
+    /// (`grpc_inference_port`, default 7070; 0 picks a free port).
+    #[arg(long)]
+    grpc_inference_port: Option<u16>,
+
+    /// gRPC management port: TorchServe's management service (`grpc_management_port`, default 7071).
+    #[arg(long)]
+    grpc_management_port: Option<u16>,
+
+    /// Host (and optionally port) the gRPC inference services listen on (`grpc_inference_address`,
+    /// default 127.0.0.1).
+    #[arg(long)]
+    grpc_inference_address: Option<String>,
+
+    /// Host (and optionally port) the gRPC management service listens on
+    /// (`grpc_management_address`, default 127.0.0.1).
+    #[arg(long)]
+    grpc_management_address: Option<String>,
+
     /// Allow registering and unregistering models through the management API (`enable_model_api`).
     /// Off by default: only models named at startup load.
     #[arg(long)]
@@ -113,9 +132,19 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
         ("inference_address", &args.inference_address),
         ("management_address", &args.management_address),
         ("metrics_address", &args.metrics_address),
+        ("grpc_inference_address", &args.grpc_inference_address),
+        ("grpc_management_address", &args.grpc_management_address),
     ] {
         if let Some(v) = value {
             layers.set(key, v.clone());
+        }
+    }
+    for (key, port) in [
+        ("grpc_inference_port", args.grpc_inference_port),
+        ("grpc_management_port", args.grpc_management_port),
+    ] {
+        if let Some(port) = port {
+            layers.set(key, port.to_string());
         }
     }
     if args.enable_model_api {
@@ -167,14 +196,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         inference = %server.inference_addr(),
         management = %server.management_addr(),
         metrics = %server.metrics_addr(),
+        grpc_inference = %server.grpc_inference_addr(),
+        grpc_management = %server.grpc_management_addr(),
         "Model server started"
     );
-    // Scripts (TorchServe's benchmark among them) wait for this line on stdout.
+    // Scripts (TorchServe's benchmark among them) wait for this line on stdout; the HTTP addresses
+    // come first, in this order, so readers of the earlier line keep working.
     println!(
-        "Model server started. Inference API: http://{}, management API: http://{}, metrics API: http://{}",
+        "Model server started. Inference API: http://{}, management API: http://{}, metrics API: http://{}, gRPC inference API: http://{}, gRPC management API: http://{}",
         server.inference_addr(),
         server.management_addr(),
-        server.metrics_addr()
+        server.metrics_addr(),
+        server.grpc_inference_addr(),
+        server.grpc_management_addr()
     );
     server.run(shutdown_signal()).await?;
     sampler.abort();

@@ -59,6 +59,10 @@ pub struct TestServer {
     pub inference: String,
     pub management: String,
     pub metrics: String,
+    /// `http://` address of the gRPC inference listener (OIP and TorchServe inference).
+    pub grpc_inference: String,
+    /// `http://` address of the gRPC management listener.
+    pub grpc_management: String,
     pub registry: Arc<Registry>,
     pub client: reqwest::Client,
     pub store: tempfile::TempDir,
@@ -84,6 +88,8 @@ impl Default for Options {
                 inference_address: local,
                 management_address: local,
                 metrics_address: local,
+                grpc_inference_address: local,
+                grpc_management_address: local,
                 enable_model_api: true,
                 auth: None,
                 ..ServerConfig::default()
@@ -123,6 +129,8 @@ impl TestServer {
         let inference = format!("http://{}", server.inference_addr());
         let management = format!("http://{}", server.management_addr());
         let metrics = format!("http://{}", server.metrics_addr());
+        let grpc_inference = format!("http://{}", server.grpc_inference_addr());
+        let grpc_management = format!("http://{}", server.grpc_management_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -131,6 +139,8 @@ impl TestServer {
             inference,
             management,
             metrics,
+            grpc_inference,
+            grpc_management,
             registry,
             client: reqwest::Client::new(),
             store,

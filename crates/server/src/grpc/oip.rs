@@ -1,0 +1,346 @@
+//! `inference.GRPCInferenceService`: the Open Inference Protocol over gRPC.
+//!
+//! Tensors come typed (`contents`) or raw (`raw_input_contents`, what tritonclient sends). The answer
+//! uses the same form as the request, so a client that sent typed contents can read typed contents
+//! back; FP16 has no typed field, so an answer with an FP16 output is always raw, as the
+//! specification requires (raw for every output or for none).
+
+use oxserve_backend::{DType, Tensor, TensorData};
+use oxserve_engine::{ModelVersion, RequestOptions};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::proto::inference::grpc_inference_service_server::GrpcInferenceService;
+use super::proto::inference::infer_parameter::ParameterChoice;
+use super::proto::inference::model_infer_response::InferOutputTensor;
+use super::proto::inference::model_metadata_response::TensorMetadata;
+use super::proto::inference::{
+    InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
+    ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse, ModelStreamInferResponse,
+    ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse,
+    ServerReadyRequest, ServerReadyResponse,
+};
+use super::{Context, options, version};
+use crate::auth::KeyKind;
+use crate::error::{ApiError, grpc_status};
+use crate::v2::{Inputs, raw_tensor, requested_outputs, shorten};
+
+/// Answers a stream may hold while the client is slow to read them; the stream stops reading
+/// requests until there is room.
+const STREAM_BUFFER: usize = 16;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Oip(pub(crate) Context);
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Oip {
+    async fn server_live(
+        &self,
+        _request: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _request: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse { ready: self.0.ready() }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        let r = request.into_inner();
+        let v = self.0.state.registry.get(&r.name, version(&r.version)).map_err(grpc_status)?;
+        Ok(Response::new(ModelReadyResponse { ready: crate::v2::not_ready_reason(&v).is_none() }))
+    }
+
+    async fn server_metadata(
+        &self,
+        request: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        Ok(Response::new(ServerMetadataResponse {
+            name: "oxserve".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: crate::v2::EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        let r = request.into_inner();
+        let registry = &self.0.state.registry;
+        let v = registry.get(&r.name, version(&r.version)).map_err(grpc_status)?;
+        let versions = registry
+            .versions(&r.name)
+            .map_err(grpc_status)?
+            .iter()
+            .map(|v| v.version().to_owned())
+            .collect();
+        let meta = |spec: &oxserve_backend::TensorSpec| TensorMetadata {
+            name: spec.name.clone(),
+            datatype: spec.dtype.oip_name().to_owned(),
+            shape: spec.shape.iter().map(|d| d.as_i64()).collect(),
+        };
+        let signature = v.signature();
+        Ok(Response::new(ModelMetadataResponse {
+            name: v.name().to_owned(),
+            versions,
+            platform: crate::v2::PLATFORM.to_owned(),
+            inputs: signature.inputs.iter().map(meta).collect(),
+            outputs: signature.outputs.iter().map(meta).collect(),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        let options = options(&request);
+        let answer = infer(&self.0, &options, request.into_inner()).await?;
+        self.0.limit(answer)
+    }
+
+    type ModelStreamInferStream = ReceiverStream<Result<ModelStreamInferResponse, Status>>;
+
+    /// Serves the stream's requests one after another, in order; a request that fails answers with
+    /// `error_message` and the stream goes on. A `grpc-timeout` bounds the whole stream.
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        let options = options(&request);
+        let deadline = options.timeout.map(|t| std::time::Instant::now() + t);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let context = self.0.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = match inbound.message().await {
+                    Ok(Some(next)) => next,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let mut options = options.clone();
+                if let Some(deadline) = deadline {
+                    options.timeout =
+                        Some(deadline.saturating_duration_since(std::time::Instant::now()));
+                }
+                let echo = ModelInferResponse {
+                    model_name: next.model_name.clone(),
+                    model_version: next.model_version.clone(),
+                    id: next.id.clone(),
+                    ..ModelInferResponse::default()
+                };
+                let answer = match context.refuse_while_draining() {
+                    Ok(()) => infer(&context, &options, next)
+                        .await
+                        .and_then(|a| context.limit(a).map(Response::into_inner)),
+                    Err(status) => Err(status),
+                };
+                let message = match answer {
+                    Ok(answer) => ModelStreamInferResponse {
+                        error_message: String::new(),
+                        infer_response: Some(answer),
+                    },
+                    Err(status) => ModelStreamInferResponse {
+                        error_message: status.message().to_owned(),
+                        infer_response: Some(echo),
+                    },
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    // The client has gone.
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Runs one ModelInfer request through the engine.
+async fn infer(
+    context: &Context,
+    options: &RequestOptions,
+    request: ModelInferRequest,
+) -> Result<ModelInferResponse, Status> {
+    let ModelInferRequest {
+        model_name,
+        model_version,
+        id,
+        parameters,
+        inputs,
+        outputs,
+        raw_input_contents,
+    } = request;
+    let v =
+        context.state.registry.get(&model_name, version(&model_version)).map_err(grpc_status)?;
+    let raw = !raw_input_contents.is_empty();
+    if raw && raw_input_contents.len() != inputs.len() {
+        return Err(bad(format!(
+            "raw_input_contents has {} entries but there are {} inputs: give one per input, in order",
+            raw_input_contents.len(),
+            inputs.len()
+        )));
+    }
+    let mut slots = Inputs::new(&v);
+    for (k, input) in inputs.into_iter().enumerate() {
+        let (i, dtype, shape) = slots.check(&input.name, &input.datatype, &input.shape)?;
+        let tensor = if raw {
+            if input.contents.as_ref().is_some_and(|c| *c != InferTensorContents::default()) {
+                return Err(bad(format!(
+                    "input `{}` has typed contents although the request uses raw_input_contents",
+                    input.name
+                )));
+            }
+            raw_tensor(&input.name, dtype, shape, &raw_input_contents[k])?
+        } else {
+            typed_tensor(&input.name, dtype, shape, input.contents.unwrap_or_default())?
+        };
+        slots.put(i, &input.name, tensor)?;
+    }
+    let tensors = slots.finish()?;
+    let wanted = if outputs.is_empty() {
+        None
+    } else {
+        Some(requested_outputs(&v, outputs.iter().map(|o| (o.name.as_str(), ())))?)
+    };
+    let mut options = options.clone();
+    if let Some(timeout) = parameters.get("timeout") {
+        let micros = match timeout.parameter_choice {
+            Some(ParameterChoice::Int64Param(n)) => u64::try_from(n).ok(),
+            Some(ParameterChoice::Uint64Param(n)) => Some(n),
+            _ => None,
+        }
+        .ok_or_else(|| bad("parameter timeout must be a non-negative integer (microseconds)"))?;
+        shorten(&mut options, micros);
+    }
+    let output = v.infer(tensors, &options).await.map_err(grpc_status)?;
+    Ok(answer(&v, id, &output.outputs, wanted.as_ref(), raw))
+}
+
+fn bad(message: impl Into<String>) -> Status {
+    ApiError::bad_request(message).into()
+}
+
+/// The answer's outputs, typed when the request was typed and every output has a typed field.
+fn answer(
+    v: &ModelVersion,
+    id: String,
+    tensors: &[Tensor],
+    wanted: Option<&std::collections::HashMap<&str, ()>>,
+    raw_request: bool,
+) -> ModelInferResponse {
+    let chosen: Vec<(&str, &Tensor)> = v
+        .signature()
+        .outputs
+        .iter()
+        .zip(tensors)
+        .filter(|(spec, _)| wanted.is_none_or(|w| w.contains_key(spec.name.as_str())))
+        .map(|(spec, t)| (spec.name.as_str(), t))
+        .collect();
+    let typed = !raw_request && chosen.iter().all(|(_, t)| t.dtype() != DType::F16);
+    let mut raw_output_contents = Vec::new();
+    let outputs = chosen
+        .iter()
+        .map(|(name, t)| {
+            let contents = if typed {
+                Some(typed_contents(t.data()))
+            } else {
+                raw_output_contents.push(crate::tensor_bytes::encode(t.data()).into());
+                None
+            };
+            InferOutputTensor {
+                name: (*name).to_owned(),
+                datatype: t.dtype().oip_name().to_owned(),
+                shape: t.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
+                parameters: std::collections::BTreeMap::new(),
+                contents,
+            }
+        })
+        .collect();
+    ModelInferResponse {
+        model_name: v.name().to_owned(),
+        model_version: v.version().to_owned(),
+        id,
+        parameters: std::collections::BTreeMap::new(),
+        outputs,
+        raw_output_contents,
+    }
+}
+
+/// A tensor from typed contents. Narrow integer types travel widened and are range-checked here.
+fn typed_tensor(
+    name: &str,
+    dtype: DType,
+    shape: Vec<usize>,
+    c: InferTensorContents,
+) -> Result<Tensor, ApiError> {
+    fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
+        values: Vec<S>,
+        dtype: DType,
+    ) -> Result<Vec<T>, String> {
+        values
+            .into_iter()
+            .map(|x| T::try_from(x).map_err(|_| format!("{x} does not fit {dtype}")))
+            .collect()
+    }
+    let data = match dtype {
+        DType::Bool => Ok(TensorData::Bool(c.bool_contents)),
+        DType::I8 => narrow(c.int_contents, dtype).map(TensorData::I8),
+        DType::I16 => narrow(c.int_contents, dtype).map(TensorData::I16),
+        DType::I32 => Ok(TensorData::I32(c.int_contents)),
+        DType::I64 => Ok(TensorData::I64(c.int64_contents)),
+        DType::U8 => narrow(c.uint_contents, dtype).map(TensorData::U8),
+        DType::U16 => narrow(c.uint_contents, dtype).map(TensorData::U16),
+        DType::U32 => Ok(TensorData::U32(c.uint_contents)),
+        DType::U64 => Ok(TensorData::U64(c.uint64_contents)),
+        DType::F32 => Ok(TensorData::F32(c.fp32_contents)),
+        DType::F64 => Ok(TensorData::F64(c.fp64_contents)),
+        DType::Bytes => {
+            Ok(TensorData::Bytes(c.bytes_contents.into_iter().map(|b| b.to_vec()).collect()))
+        }
+        DType::F16 => Err("FP16 has no typed contents field: send it in raw_input_contents".into()),
+    };
+    let data = data.map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
+    Tensor::new(shape, data).map_err(|e| {
+        ApiError::bad_request(format!(
+            "input `{name}`: {e} (typed contents go in the field of the datatype, e.g. fp32_contents for FP32)"
+        ))
+    })
+}
+
+/// Typed contents of an output; never called for FP16 (see [`answer`]).
+fn typed_contents(data: &TensorData) -> InferTensorContents {
+    let mut c = InferTensorContents::default();
+    match data {
+        TensorData::Bool(v) => c.bool_contents.clone_from(v),
+        TensorData::I8(v) => c.int_contents = v.iter().map(|&x| i32::from(x)).collect(),
+        TensorData::I16(v) => c.int_contents = v.iter().map(|&x| i32::from(x)).collect(),
+        TensorData::I32(v) => c.int_contents.clone_from(v),
+        TensorData::I64(v) => c.int64_contents.clone_from(v),
+        TensorData::U8(v) => c.uint_contents = v.iter().map(|&x| u32::from(x)).collect(),
+        TensorData::U16(v) => c.uint_contents = v.iter().map(|&x| u32::from(x)).collect(),
+        TensorData::U32(v) => c.uint_contents.clone_from(v),
+        TensorData::U64(v) => c.uint64_contents.clone_from(v),
+        TensorData::F32(v) => c.fp32_contents.clone_from(v),
+        TensorData::F64(v) => c.fp64_contents.clone_from(v),
+        TensorData::F16(v) => c.fp32_contents = v.iter().map(|x| x.to_f32()).collect(),
+        TensorData::Bytes(v) => {
+            c.bytes_contents = v.iter().map(|b| bytes::Bytes::copy_from_slice(b)).collect();
+        }
+    }
+    c
+}
