@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::archive::UnpackLimits;
+use crate::remote::{AllowList, DownloadLimits};
 
 /// Process-wide defaults and limits of the serving core.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct EngineConfig {
     /// lets the engine decide (one thread: throughput then scales with workers without
     /// oversubscribing the cores).
     pub default_intra_op_threads: Option<usize>,
+    /// URL prefixes models may be registered from (`allowed_urls`); empty: none.
+    pub allowed_urls: AllowList,
+    /// Size and time limits of those downloads.
+    pub download_limits: DownloadLimits,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +59,8 @@ impl Default for EngineConfig {
             models: BTreeMap::new(),
             default_engine: "auto".to_owned(),
             default_intra_op_threads: None,
+            allowed_urls: AllowList::default(),
+            download_limits: DownloadLimits::default(),
         }
     }
 }

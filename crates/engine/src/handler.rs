@@ -20,6 +20,7 @@ use crate::error::{EngineError, Result};
 
 pub mod input;
 mod tensor;
+pub mod text;
 
 pub use tensor::TensorHandler;
 
@@ -140,6 +141,18 @@ impl HandlerRegistry {
         });
         registry.register(DEFAULT_HANDLER, Arc::clone(&tensor));
         registry.register("base_handler", tensor);
+        registry.register(
+            "text_classifier",
+            Arc::new(|ctx: &HandlerContext<'_>| {
+                Ok(Arc::new(text::TextClassifier::new(ctx)?) as Arc<dyn Handler>)
+            }),
+        );
+        registry.register(
+            "text_embedding",
+            Arc::new(|ctx: &HandlerContext<'_>| {
+                Ok(Arc::new(text::TextEmbedding::new(ctx)?) as Arc<dyn Handler>)
+            }),
+        );
         registry
     }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 mod model;
 mod queue;
 mod registry;
+pub mod remote;
 pub mod system;
 mod worker;
 

@@ -13,6 +13,7 @@ use crate::error::{EngineError, Result};
 use crate::handler::HandlerRegistry;
 use crate::metrics::Metrics;
 use crate::model::{LoadSpec, ModelVersion};
+use crate::remote;
 use crate::system::{SystemSampler, hostname};
 
 /// A register call.
@@ -30,6 +31,8 @@ pub struct RegisterRequest {
     pub synchronous: bool,
     /// Whether this load is part of server startup.
     pub loaded_at_startup: bool,
+    /// Expected sha256 (hex) of a model fetched from a URL.
+    pub sha256: Option<String>,
 }
 
 /// Every version of one model name.
@@ -114,9 +117,10 @@ impl Registry {
             return Err(EngineError::InvalidArgument("parameter url is required".into()));
         }
         if url.contains("://") {
+            // Only reached for URLs `register` did not download: refuse with the allow-list's reason.
+            self.config.allowed_urls.check(url)?;
             return Err(EngineError::InvalidArgument(format!(
-                "registering a model from a URL is not allowed: `{url}` (allowed_urls is empty); \
-                 put the archive in the model store and pass its file name"
+                "`{url}` is a URL; it is fetched only by a register call"
             )));
         }
         let relative = Path::new(url);
@@ -140,8 +144,26 @@ impl Registry {
     /// # Errors
     /// Bad url, archive or model; [`EngineError::Conflict`] when the name and version exist.
     pub async fn register(self: &Arc<Self>, request: RegisterRequest) -> Result<Arc<ModelVersion>> {
-        let path = self.resolve_url(&request.url)?;
-        self.register_path(path, request).await
+        if !request.url.contains("://") {
+            let path = self.resolve_url(&request.url)?;
+            return self.register_path(path, request).await;
+        }
+        let path = remote::download(
+            &request.url,
+            &self.config.allowed_urls,
+            &self.config.model_store,
+            &self.config.download_limits,
+            request.sha256.as_deref(),
+        )
+        .await?;
+        let registered = self.register_path(path.clone(), request).await;
+        if registered.is_err() {
+            // A download that does not load would block the next attempt with "already exists".
+            if let Err(e) = std::fs::remove_file(&path) {
+                warn!(file = %path.display(), "cannot remove a downloaded model that failed to load: {e}");
+            }
+        }
+        registered
     }
 
     /// As [`Self::register`], for a path already resolved (startup models may live anywhere).

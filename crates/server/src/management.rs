@@ -45,6 +45,8 @@ pub(crate) struct RegisterParams {
     initial_workers: Option<usize>,
     synchronous: Option<bool>,
     response_timeout: Option<u64>,
+    /// Expected sha256 of a model fetched from a URL (an oxserve addition).
+    sha256: Option<String>,
 }
 
 /// `POST /models?url=…`
@@ -69,6 +71,7 @@ pub(crate) async fn register(
         initial_workers: p.initial_workers,
         synchronous,
         loaded_at_startup: false,
+        sha256: p.sha256,
     };
     let version = state.registry.register(request).await?;
     let workers = version.settings().min_workers;
