@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
+use oxserve_engine::remote::{AllowList, DownloadLimits};
 use oxserve_server::{AuthConfig, ServerConfig};
 
 /// Keys of config.properties that oxserve reads; others are logged as ignored.
@@ -39,6 +40,8 @@ const KNOWN_KEYS: &[&str] = &[
     "default_engine",
     "onnxruntime_lib",
     "intra_op_threads",
+    "allowed_urls",
+    "max_model_download_size",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -195,6 +198,13 @@ impl Layers {
                 Some(json) => parse_models(json)?,
                 None => BTreeMap::new(),
             },
+            allowed_urls: AllowList::parse(self.get("allowed_urls").unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!(e))?,
+            download_limits: DownloadLimits {
+                max_bytes: self
+                    .number("max_model_download_size", defaults.download_limits.max_bytes)?,
+                ..defaults.download_limits.clone()
+            },
             ..defaults
         };
         if engine.job_queue_size == 0 {
@@ -345,6 +355,21 @@ mod tests {
         assert_eq!(r.engine.job_queue_size, 11);
         assert_eq!(r.engine.models["m"]["1.0"].batch_size, Some(4));
         assert_eq!(r.engine.models["m"]["1.0"].max_batch_delay, Some(20));
+    }
+
+    #[test]
+    fn allowed_urls_are_prefixes_and_torchserve_regexes_are_refused() {
+        let mut layers = Layers::default();
+        layers.set("allowed_urls", "https://models.example.com/releases/,http://10.0.0.5:8000/");
+        layers.set("max_model_download_size", "1000");
+        let r = layers.resolve().unwrap();
+        assert!(r.engine.allowed_urls.check("https://models.example.com/releases/a.mar").is_ok());
+        assert_eq!(r.engine.download_limits.max_bytes, 1000);
+        // TorchServe's default allowed everything; copied over, it must not start silently.
+        layers.set("allowed_urls", r"file://.*|http(s)?://.*");
+        let err = layers.resolve().unwrap_err().to_string();
+        assert!(err.contains("regular expression"), "{err}");
+        assert!(Layers::default().resolve().unwrap().engine.allowed_urls.is_empty());
     }
 
     #[test]

@@ -63,15 +63,20 @@ impl UrlPrefix {
         }
         let url = Url::parse(&text).map_err(|e| format!("allowed_urls entry `{raw}`: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("allowed_urls entry `{raw}`: only http and https URLs may be allowed"));
+            return Err(format!(
+                "allowed_urls entry `{raw}`: only http and https URLs may be allowed"
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("allowed_urls entry `{raw}` must not carry a user name or password"));
+            return Err(format!(
+                "allowed_urls entry `{raw}` must not carry a user name or password"
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!("allowed_urls entry `{raw}` must not have a query or fragment"));
         }
-        let host = url.host_str().ok_or_else(|| format!("allowed_urls entry `{raw}` has no host"))?;
+        let host =
+            url.host_str().ok_or_else(|| format!("allowed_urls entry `{raw}` has no host"))?;
         let port = url.port_or_known_default().unwrap_or(0);
         Ok(Self {
             scheme: url.scheme().to_owned(),
@@ -273,8 +278,7 @@ pub async fn download(
         .timeout(limits.timeout)
         .build()
         .map_err(|e| failed(format!("cannot build an HTTP client: {e}")))?;
-    let mut response =
-        client.get(url.clone()).send().await.map_err(|e| failed(error_chain(&e)))?;
+    let mut response = client.get(url.clone()).send().await.map_err(|e| failed(error_chain(&e)))?;
     if !response.status().is_success() {
         return Err(failed(format!("the server answered {}", response.status())));
     }
@@ -315,23 +319,31 @@ pub async fn download(
             hex(&expected)
         )));
     }
-    staging.as_file().sync_all().map_err(|e| failed(format!("cannot flush the staging file: {e}")))?;
+    staging
+        .as_file()
+        .sync_all()
+        .map_err(|e| failed(format!("cannot flush the staging file: {e}")))?;
     staging.persist_noclobber(&target).map_err(|e| {
-        EngineError::Conflict(format!("cannot move the download into the model store as `{name}`: {}", e.error))
+        EngineError::Conflict(format!(
+            "cannot move the download into the model store as `{name}`: {}",
+            e.error
+        ))
     })?;
     info!(%url, file = %target.display(), bytes = written, sha256 = %hex(&digest), "model downloaded");
     Ok(target)
 }
 
 fn parse_sha256(text: &str) -> Result<[u8; 32]> {
-    let bad = || EngineError::InvalidArgument(format!("sha256 must be 64 hex digits, got `{text}`"));
+    let bad =
+        || EngineError::InvalidArgument(format!("sha256 must be 64 hex digits, got `{text}`"));
     let text = text.trim();
     if text.len() != 64 {
         return Err(bad());
     }
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
     }
     Ok(out)
 }
@@ -406,10 +418,7 @@ mod tests {
 
     #[test]
     fn torchserve_regex_spellings_become_prefixes_and_others_are_refused() {
-        assert_eq!(
-            allow(r"https://s3\.amazonaws\.com/.*"),
-            allow("https://s3.amazonaws.com/")
-        );
+        assert_eq!(allow(r"https://s3\.amazonaws\.com/.*"), allow("https://s3.amazonaws.com/"));
         for regex in [r"file://.*|http(s)?://.*", "https://(a|b).com/", "^https://x.com/"] {
             let err = AllowList::parse(regex).unwrap_err();
             assert!(err.contains("regular expression") || err.contains("only http"), "{err}");

@@ -71,7 +71,8 @@ async fn origin(body: Vec<u8>, redirect_to: Option<String>) -> Origin {
                     )
                     .into_bytes()
                 } else {
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
                 };
                 let _ = socket.write_all(&response).await;
                 let _ = socket.shutdown().await;
