@@ -21,6 +21,7 @@ use crate::error::{EngineError, Result};
 pub mod input;
 mod tensor;
 pub mod text;
+pub mod vision;
 
 pub use tensor::TensorHandler;
 
@@ -141,6 +142,24 @@ impl HandlerRegistry {
         });
         registry.register(DEFAULT_HANDLER, Arc::clone(&tensor));
         registry.register("base_handler", tensor);
+        registry.register(
+            "image_classifier",
+            Arc::new(|ctx: &HandlerContext<'_>| {
+                Ok(Arc::new(vision::ImageClassifier::new(ctx)?) as Arc<dyn Handler>)
+            }),
+        );
+        registry.register(
+            "object_detector",
+            Arc::new(|ctx: &HandlerContext<'_>| {
+                Ok(Arc::new(vision::ObjectDetector::new(ctx)?) as Arc<dyn Handler>)
+            }),
+        );
+        registry.register(
+            "image_segmenter",
+            Arc::new(|ctx: &HandlerContext<'_>| {
+                Ok(Arc::new(vision::ImageSegmenter::new(ctx)?) as Arc<dyn Handler>)
+            }),
+        );
         registry.register(
             "text_classifier",
             Arc::new(|ctx: &HandlerContext<'_>| {

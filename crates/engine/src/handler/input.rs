@@ -218,10 +218,10 @@ fn part_items(part: &Part, want: Want, out: &mut Items) -> Result<()> {
             Err(_) => out.push(Item::Bytes(part.body.clone())),
             Ok(text) => {
                 let first = text.trim_start().as_bytes().first().copied();
-                if matches!(first, Some(b'{' | b'[')) {
-                    if let Ok(value) = serde_json::from_str::<Value>(text) {
-                        return json_items(value, want, out, 0);
-                    }
+                if matches!(first, Some(b'{' | b'['))
+                    && let Ok(value) = serde_json::from_str::<Value>(text)
+                {
+                    return json_items(value, want, out, 0);
                 }
                 string_item(text.to_owned(), want, out)
             }
@@ -246,15 +246,15 @@ fn json_items(value: Value, want: Want, out: &mut Items, depth: u8) -> Result<()
                     return json_items(inner, want, out, depth);
                 }
             }
-            if depth == 0 {
-                if let Some(instances) = map.remove("instances") {
-                    return json_items(instances, want, out, depth);
-                }
+            if depth == 0
+                && let Some(instances) = map.remove("instances")
+            {
+                return json_items(instances, want, out, depth);
             }
-            if map.len() == 1 {
-                if let Some(Value::String(b64)) = map.get("b64") {
-                    return out.push(Item::Bytes(decode_base64(b64)?));
-                }
+            if map.len() == 1
+                && let Some(Value::String(b64)) = map.get("b64")
+            {
+                return out.push(Item::Bytes(decode_base64(b64)?));
             }
             out.push(Item::Json(Value::Object(map)))
         }
