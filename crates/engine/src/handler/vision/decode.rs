@@ -67,6 +67,11 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded> {
     };
     let (width, height) = first.into_dimensions().map_err(|e| describe(format, &e))?;
     check_dimensions(width, height, limits)?;
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(invalid(
+            "the JPEG image is truncated (no end-of-image marker after its last scan)".into(),
+        ));
+    }
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_width);
     image_limits.max_image_height = Some(limits.max_height);
@@ -103,6 +108,16 @@ pub fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<()> 
         )));
     }
     Ok(())
+}
+
+/// Whether a JPEG file has its end-of-image marker (`FF D9`) after the start of its last scan
+/// (`FF DA`). The JPEG decoder fills a cut-off scan with grey instead of failing, so a truncated
+/// upload would otherwise be classified as if whole; PIL refuses such files too. Entropy-coded
+/// data cannot hold either marker (an `FF` there is followed by `00` or a restart marker), and an
+/// EXIF thumbnail's markers come before the main image's last scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
 fn describe(format: ImageFormat, error: &image::ImageError) -> EngineError {
@@ -195,6 +210,15 @@ mod tests {
         let file = png(64, 64);
         let m = message(decode(&file[..file.len() / 2], &Limits::default()));
         assert!(m.contains("PNG"), "{m}");
+        let jpeg = {
+            let image = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]));
+            let mut out = Cursor::new(Vec::new());
+            image.write_to(&mut out, ImageFormat::Jpeg).expect("encode");
+            out.into_inner()
+        };
+        assert!(decode(&jpeg, &Limits::default()).is_ok());
+        let m = message(decode(&jpeg[..jpeg.len() - 40], &Limits::default()));
+        assert!(m.contains("JPEG image is truncated"), "{m}");
         let m = message(decode(b"hello, not an image", &Limits::default()));
         assert!(m.contains("not an image"), "{m}");
         let mut corrupt = file;
