@@ -1,0 +1,4 @@
+//! Fuzz target bodies; see `targets.rs`.
+
+#[path = "targets.rs"]
+pub mod targets;
