@@ -22,6 +22,10 @@ enum Command {
     Serve(Box<commands::serve::ServeArgs>),
     /// Package a model into a TorchServe-compatible archive (.mar), like torch-model-archiver.
     Archive(commands::archive::ArchiveArgs),
+    /// Load a running server (oxserve or TorchServe) and report throughput and latency percentiles.
+    Bench(Box<commands::bench::BenchArgs>),
+    /// Sweep workers, batch size and delay; recommend the best configuration under a P99 SLA.
+    Tune(Box<commands::tune::TuneArgs>),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(*args),
         Command::Archive(args) => commands::archive::run(args),
+        Command::Bench(args) => commands::bench::run(*args),
+        Command::Tune(args) => commands::tune::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,6 @@
 //! One module per subcommand; each has an `…Args` struct and a `run` function.
 
 pub(crate) mod archive;
+pub(crate) mod bench;
 pub(crate) mod serve;
+pub(crate) mod tune;

@@ -1,0 +1,247 @@
+//! Charts of a tuning run, as SVG and PNG: throughput against P99 per configuration (with the SLA
+//! line and the recommendation marked), and the latency distribution of each configuration.
+//!
+//! Text is laid out with a DejaVu Sans subset shipped in `assets/` (Bitstream Vera licence), so
+//! drawing needs no system font library and gives the same picture on every machine.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::anyhow;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::tune::TuneRun;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The shipped file is a valid TrueType font; a failure would only blank the text.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Colours for successive series: readable on white and distinct from the SLA red.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(57, 59, 121),
+];
+const SLA_RED: RGBColor = RGBColor(214, 39, 40);
+const SIZE: (u32, u32) = (1000, 640);
+
+/// Writes `throughput_vs_p99.{svg,png}` and `latency.{svg,png}` into `dir`.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write_all(dir: &Path, run: &TuneRun) -> anyhow::Result<()> {
+    register_font();
+    let svg = dir.join("throughput_vs_p99.svg");
+    throughput_vs_p99(SVGBackend::new(&svg, SIZE).into_drawing_area(), run)?;
+    let png = dir.join("throughput_vs_p99.png");
+    throughput_vs_p99(BitMapBackend::new(&png, SIZE).into_drawing_area(), run)?;
+    let svg = dir.join("latency.svg");
+    latency(SVGBackend::new(&svg, SIZE).into_drawing_area(), run)?;
+    let png = dir.join("latency.png");
+    latency(BitMapBackend::new(&png, SIZE).into_drawing_area(), run)?;
+    Ok(())
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing a chart: {e:?}")
+}
+
+/// A short label for a point: the case name without its `<model>_<mode>_` prefix.
+fn short(run: &TuneRun, i: usize) -> String {
+    let c = &run.cases[i];
+    let prefix = format!("{}_{}_", c.case.model, c.case.mode);
+    c.case.name.strip_prefix(&prefix).unwrap_or(&c.case.name).to_owned()
+}
+
+fn targets(run: &TuneRun) -> Vec<String> {
+    let mut t: Vec<String> = Vec::new();
+    for c in &run.cases {
+        if !t.contains(&c.target) {
+            t.push(c.target.clone());
+        }
+    }
+    t
+}
+
+fn throughput_vs_p99<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    run: &TuneRun,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let max_p99 = run.cases.iter().map(|c| c.result.latency_ms.p99).fold(run.sla_p99_ms, f64::max);
+    let max_rps = run.cases.iter().map(|c| c.result.throughput_rps).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Throughput against P99 latency (SLA: P99 ≤ {} ms)", run.sla_p99_ms),
+            ("sans-serif", 24),
+        )
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..max_p99 * 1.15, 0f64..max_rps * 1.2)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("P99 latency (ms)")
+        .y_desc("Throughput (requests/s)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(run.sla_p99_ms, 0.0), (run.sla_p99_ms, max_rps * 1.2)],
+            8,
+            6,
+            SLA_RED.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!("SLA {} ms", run.sla_p99_ms))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], SLA_RED.stroke_width(2)));
+    for (t, target) in targets(run).iter().enumerate() {
+        let color = PALETTE[t % PALETTE.len()];
+        let points: Vec<(usize, f64, f64)> = run
+            .cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| &c.target == target)
+            .map(|(i, c)| (i, c.result.latency_ms.p99, c.result.throughput_rps))
+            .collect();
+        chart
+            .draw_series(points.iter().map(|(i, x, y)| {
+                EmptyElement::at((*x, *y))
+                    + Circle::new((0, 0), 6, color.filled())
+                    + Text::new(
+                        short(run, *i),
+                        (9, -16),
+                        ("sans-serif", 14).into_font().color(&BLACK),
+                    )
+            }))
+            .map_err(err)?
+            .label(target.clone())
+            .legend(move |(x, y)| Circle::new((x + 10, y), 6, color.filled()));
+    }
+    if let Some(best) = &run.choice.best {
+        let c = &run.cases[best.index];
+        let at = (c.result.latency_ms.p99, c.result.throughput_rps);
+        chart
+            .draw_series([Circle::new(at, 12, SLA_RED.stroke_width(3))])
+            .map_err(err)?
+            .label("recommended")
+            .legend(|(x, y)| Circle::new((x + 10, y), 7, SLA_RED.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// x position of a quantile: its number of nines (0.9 → 1, 0.99 → 2), so the tail gets room.
+fn nines(q: f64) -> f64 {
+    -(1.0 - q).max(1e-5).log10()
+}
+
+fn latency<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, run: &TuneRun) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let series: Vec<(String, Vec<(f64, f64)>)> = run
+        .cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let name = if targets(run).len() > 1 {
+                format!("{} {}", c.target, short(run, i))
+            } else {
+                short(run, i)
+            };
+            let points = c
+                .result
+                .distribution
+                .iter()
+                .filter(|q| q.quantile < 1.0)
+                .map(|q| (nines(q.quantile), q.ms))
+                .collect();
+            (name, points)
+        })
+        .collect();
+    let max_x =
+        series.iter().flat_map(|(_, p)| p.iter().map(|(x, _)| *x)).fold(3.0, f64::max).ceil();
+    let max_ms =
+        series.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).fold(run.sla_p99_ms, f64::max);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Latency distribution per configuration", ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..max_x, 0f64..max_ms * 1.1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("Percentile")
+        .y_desc("Latency (ms)")
+        .y_label_formatter(&|v| format!("{v:.1}"))
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .x_labels(max_x as usize + 1)
+        .x_label_formatter(&|x| match x.round() as i32 {
+            0 => "0%".into(),
+            1 => "90%".into(),
+            2 => "99%".into(),
+            3 => "99.9%".into(),
+            4 => "99.99%".into(),
+            n => format!("{:.*}%", (n - 2).max(0) as usize, 100.0 - 100.0 * 10f64.powi(-n)),
+        })
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, run.sla_p99_ms), (max_x, run.sla_p99_ms)],
+            8,
+            6,
+            SLA_RED.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!("SLA {} ms", run.sla_p99_ms))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], SLA_RED.stroke_width(2)));
+    for (i, (name, points)) in series.into_iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
