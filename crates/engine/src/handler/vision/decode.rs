@@ -189,6 +189,31 @@ mod tests {
         !crc
     }
 
+    proptest::proptest! {
+        /// Whatever bytes arrive, and however a real file is damaged, decoding answers (an image
+        /// or an error) without panicking.
+        #[test]
+        fn damaged_files_never_panic(
+            format in proptest::sample::select(vec![
+                ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Gif, ImageFormat::Bmp,
+                ImageFormat::WebP, ImageFormat::Tiff,
+            ]),
+            flips in proptest::collection::vec((0usize..4096, 1u8..=255), 0..8),
+            cut in 0usize..4096,
+        ) {
+            let image = RgbImage::from_fn(24, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 13, 99]));
+            let mut file = Cursor::new(Vec::new());
+            image.write_to(&mut file, format).expect("encode");
+            let mut file = file.into_inner();
+            for (at, xor) in flips {
+                let at = at % file.len();
+                file[at] ^= xor;
+            }
+            file.truncate(cut.max(1));
+            let _ = decode(&file, &Limits::default());
+        }
+    }
+
     #[test]
     fn decodes_png_to_rgb() {
         let decoded = decode(&png(5, 3), &Limits::default()).expect("decode");
