@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p oxserve-example-custom-handler -- --disable-token-auth
-//! curl -X POST http://127.0.0.1:8080/predictions/digit-art -T examples/custom-handler/inputs/two.txt
-//! # {"digit":2,"name":"two","confidence":0.99…}
+//! curl --data-binary @examples/custom-handler/inputs/two.txt http://127.0.0.1:8080/predictions/digit-art
+//! # {"digit":2,"name":"two","confidence":1.0}
 //! ```
 //!
 //! Flags: `--model-store DIR` (default: this crate's `model-store/`, which holds `digit-art`),
