@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Side by side: the same sweep against TorchServe and against oxserve on the same model, merged
+# into one report. Usage: bash scripts/torchserve/compare.sh [sweep.yaml] [out-dir]
+# Needs scripts/torchserve/install.sh to have run, and a release build of oxserve.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SWEEP=${1:-examples/tune/tiny.yaml}
+OUT=${2:-tune-compare}
+VENV=.venv-torchserve
+OXSERVE=${OXSERVE:-./target/release/oxserve}
+[ -x "$VENV/bin/torchserve" ] || { echo "run scripts/torchserve/install.sh first" >&2; exit 1; }
+[ -x "$OXSERVE" ] || cargo build --release -p oxserve
+mkdir -p "$OUT"
+
+# TorchServe registers .mar files: point the sweep's url at the archive of the same model.
+model_url=$(python3 -c "import sys,yaml;d=yaml.safe_load(open(sys.argv[1]));m=next(iter(d.values()));print(next(iter(m.values()))['url'])" "$SWEEP")
+sed "s#url: *${model_url}\b.*#url: ${model_url}.mar#" "$SWEEP" > "$OUT/sweep-torchserve.yaml"
+
+"$VENV/bin/torchserve" --start --ncs --disable-token-auth --enable-model-api \
+    --model-store .torchserve/model-store > "$OUT/torchserve.log" 2>&1
+trap '"$VENV/bin/torchserve" --stop >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 60); do curl -sf http://127.0.0.1:8080/ping >/dev/null && break; sleep 1; done
+"$OXSERVE" tune --config "$OUT/sweep-torchserve.yaml" --label torchserve --out "$OUT/torchserve" \
+    --url http://127.0.0.1:8080 --management-url http://127.0.0.1:8081 \
+    --metrics-url http://127.0.0.1:8082/metrics
+"$VENV/bin/torchserve" --stop
+trap - EXIT
+
+"$OXSERVE" tune --config "$SWEEP" --label oxserve --model-store examples/model-store --out "$OUT/oxserve"
+"$OXSERVE" tune --merge "$OUT/torchserve" --merge "$OUT/oxserve" --out "$OUT"
+echo "combined report: $OUT/report.md"
