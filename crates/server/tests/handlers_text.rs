@@ -184,3 +184,149 @@ async fn futures_join(server: &TestServer, url: &str, texts: &[&str]) -> Vec<Val
     }
     out
 }
+
+/// Sentences of 9 to 27 tokens for the throughput figures in docs/benchmarks.md.
+const BENCH_TEXTS: [&str; 8] = [
+    "The cat sits on the mat.",
+    "A feline rests on a rug near the warm fireplace.",
+    "Stock markets fell sharply today after the central bank raised interest rates again.",
+    "How do I reset my password?",
+    "The new phone ships with a faster processor and a better camera than last year's model.",
+    "Heavy rain is expected along the coast tonight.",
+    "She scored twice in the second half and the home side won the cup.",
+    "Please send the quarterly report to the finance team before Friday.",
+];
+
+/// Served throughput of all-MiniLM-L6-v2 and the share of server time spent tokenising.
+/// `cargo test --release -p oxserve-server --test handlers_text -- --ignored --nocapture`
+/// (needs scripts/install-minilm.sh; adds ONNX Runtime rows when scripts/install-onnxruntime.sh ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand for docs/benchmarks.md"]
+async fn bench_text_embedding_throughput() {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use oxserve_backend::Backend;
+    use oxserve_engine::Registry;
+    use oxserve_engine::config::{EngineConfig, ModelOverrides};
+    use oxserve_engine::handler::HandlerRegistry;
+    use oxserve_engine::metrics::Metrics;
+    use oxserve_server::{Server, ServerConfig};
+
+    let dir = std::env::var_os("OXSERVE_MINILM_DIR")
+        .map_or_else(|| repo().join(".models/all-minilm-l6-v2"), PathBuf::from);
+    assert!(dir.join("model.onnx").is_file(), "run scripts/install-minilm.sh first");
+    let mut engines: Vec<Arc<dyn Backend>> = vec![Arc::new(oxserve_backend_tract::TractBackend)];
+    match oxserve_backend_ort::OrtBackend::new(oxserve_backend_ort::OrtConfig::default()) {
+        Ok(ort) => engines.push(Arc::new(ort)),
+        Err(e) => println!("ONNX Runtime rows skipped: {e}"),
+    }
+    println!(
+        "| engine | batch size | clients | texts/request | texts/s | mean latency ms | preprocess ms | preprocess share |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for engine in engines {
+        for (batch_size, clients, per_request, requests) in
+            [(1, 1, 1, 48), (8, 8, 1, 192), (1, 1, 8, 24)]
+        {
+            let store = dir.parent().unwrap().to_path_buf();
+            let config = EngineConfig { model_store: store, ..EngineConfig::default() };
+            let metrics = Arc::new(Metrics::new("bench".into(), None));
+            let registry = Arc::new(Registry::with_metrics(
+                config,
+                vec![Arc::clone(&engine)],
+                HandlerRegistry::with_builtins(),
+                metrics,
+            ));
+            let overrides = ModelOverrides {
+                batch_size: Some(batch_size),
+                max_batch_delay: Some(10),
+                min_workers: Some(1),
+                ..ModelOverrides::default()
+            };
+            let request = RegisterRequest {
+                url: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                model_name: Some("minilm".into()),
+                overrides,
+                synchronous: true,
+                ..RegisterRequest::default()
+            };
+            registry.register(request).await.unwrap();
+            let local: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let server_config = ServerConfig {
+                inference_address: local,
+                management_address: local,
+                metrics_address: local,
+                grpc_inference_address: local,
+                grpc_management_address: local,
+                auth: None,
+                ..ServerConfig::default()
+            };
+            let server = Server::bind(server_config, Arc::clone(&registry)).await.unwrap();
+            let url = format!("http://{}/predictions/minilm", server.inference_addr());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.run(async move {
+                let _ = stopped.await;
+            }));
+            let client = reqwest::Client::new();
+            let body = |i: usize| {
+                let texts: Vec<&str> =
+                    (0..per_request).map(|k| BENCH_TEXTS[(i + k) % BENCH_TEXTS.len()]).collect();
+                json!(texts).to_string()
+            };
+            // Warm-up: every padding bucket's plan is built before timing.
+            for i in 0..BENCH_TEXTS.len() {
+                client.post(&url).body(body(i)).send().await.unwrap().bytes().await.unwrap();
+            }
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for c in 0..clients {
+                let (client, url) = (client.clone(), url.clone());
+                let bodies: Vec<String> = (c..requests).step_by(clients).map(body).collect();
+                tasks.spawn(async move {
+                    let mut timings = Vec::new();
+                    for b in bodies {
+                        let response = client.post(&url).body(b).send().await.unwrap();
+                        assert_eq!(response.status(), 200);
+                        let header =
+                            response.headers()["server-timing"].to_str().unwrap().to_owned();
+                        response.bytes().await.unwrap();
+                        timings.push(server_timing(&header));
+                    }
+                    timings
+                });
+            }
+            let mut all = Vec::new();
+            while let Some(t) = tasks.join_next().await {
+                all.extend(t.unwrap());
+            }
+            let wall = started.elapsed().as_secs_f64();
+            let n = all.len() as f64;
+            let preprocess: f64 = all.iter().map(|t| t.0).sum();
+            let total: f64 = all.iter().map(|t| t.1).sum();
+            println!(
+                "| {} | {batch_size} | {clients} | {per_request} | {:.1} | {:.1} | {:.2} | {:.1}% |",
+                engine.name(),
+                (requests * per_request) as f64 / wall,
+                total / n,
+                preprocess / n,
+                100.0 * preprocess / total
+            );
+            let _ = stop.send(());
+            task.await.unwrap().unwrap();
+            tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+        }
+    }
+}
+
+/// (preprocess, total) in ms from a `Server-Timing` header.
+fn server_timing(header: &str) -> (f64, f64) {
+    let stage = |name: &str| {
+        header
+            .split(", ")
+            .find_map(|s| s.strip_prefix(&format!("{name};dur=")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap()
+    };
+    (stage("preprocess"), stage("total"))
+}
