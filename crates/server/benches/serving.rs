@@ -90,6 +90,8 @@ async fn served(
         inference_address: local,
         management_address: local,
         metrics_address: local,
+        grpc_inference_address: local,
+        grpc_management_address: local,
         ..ServerConfig::default()
     };
     let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();

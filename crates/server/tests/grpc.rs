@@ -328,6 +328,14 @@ async fn requests_over_the_limit_are_resource_exhausted() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // On a stream the oversized message ends the stream with the same code.
+    let mut answers = c
+        .model_stream_infer(tokio_stream::iter(vec![tiny_request(true)]))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = answers.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     // Small calls still work on the same connection.
     assert!(c.server_live(ServerLiveRequest {}).await.unwrap().into_inner().live);
     s.stop().await;

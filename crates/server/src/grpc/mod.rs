@@ -125,6 +125,17 @@ async fn oversized_is_exhausted(
     response
 }
 
+/// The same rewrite for a stream's message that tonic refused as too large: it reaches the service
+/// as an error item rather than as a response header.
+fn oversized_status(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange
+        && status.message().contains("message length too large")
+    {
+        return Status::resource_exhausted(status.message().to_owned());
+    }
+    status
+}
+
 /// What every gRPC service can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct Context {

@@ -129,7 +129,7 @@ impl GrpcInferenceService for Oip {
                     Ok(Some(next)) => next,
                     Ok(None) => break,
                     Err(status) => {
-                        let _ = tx.send(Err(status)).await;
+                        let _ = tx.send(Err(super::oversized_status(status))).await;
                         break;
                     }
                 };
