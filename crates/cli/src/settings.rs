@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
 use oxserve_engine::remote::{AllowList, DownloadLimits};
-use oxserve_server::{AuthConfig, ServerConfig};
+use oxserve_server::{AuthConfig, ServerConfig, TlsConfig};
 
 /// Keys of config.properties that oxserve reads; others are logged as ignored.
 const KNOWN_KEYS: &[&str] = &[
@@ -42,6 +42,10 @@ const KNOWN_KEYS: &[&str] = &[
     "intra_op_threads",
     "allowed_urls",
     "max_model_download_size",
+    "header_read_timeout",
+    "body_read_timeout",
+    "certificate_file",
+    "private_key_file",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -170,6 +174,16 @@ impl Layers {
                 })
             },
             drain_timeout: Duration::from_secs(self.number("drain_timeout", 30)?),
+            header_read_timeout: Duration::from_secs(self.number("header_read_timeout", 10)?),
+            body_read_timeout: Duration::from_secs(self.number("body_read_timeout", 60)?),
+            tls: match (self.get("certificate_file"), self.get("private_key_file")) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(TlsConfig {
+                    certificate_file: PathBuf::from(cert),
+                    private_key_file: PathBuf::from(key),
+                }),
+                _ => bail!("TLS needs both certificate_file and private_key_file"),
+            },
         };
         let defaults = EngineConfig::default();
         let default_workers_per_model =

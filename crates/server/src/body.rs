@@ -1,21 +1,29 @@
 //! Reading request bodies under the size limit, and turning them into handler payloads.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, header};
+use std::io::Read;
+
+use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use oxserve_engine::handler::{Part, Payload};
 
+use crate::ServerConfig;
 use crate::error::ApiError;
 
-/// Reads the whole body, refusing with 413 as soon as it passes `limit` bytes: at once when
-/// `Content-Length` says so, else while reading a chunked body, so an oversized body is never held
-/// whole in memory.
+/// Reads the whole body, refusing with 413 as soon as it passes `config.max_request_size` bytes: at
+/// once when `Content-Length` says so, else while reading a chunked body, so an oversized body is
+/// never held whole in memory. A gzip or deflate body (`Content-Encoding`) is inflated under the
+/// same limit, so a small bomb cannot become a large body. A client that does not finish sending
+/// within `config.body_read_timeout` gets 408: a slow sender cannot hold a connection and a request
+/// slot for ever.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    config: &ServerConfig,
 ) -> Result<Bytes, ApiError> {
+    let limit = config.max_request_size;
+    let encoding = Encoding::of(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -23,10 +31,70 @@ pub(crate) async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    let read = Limited::new(body, limit).collect();
+    let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                format!(
+                    "the request body did not arrive within {:?} (body_read_timeout)",
+                    config.body_read_timeout
+                ),
+            ));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(ApiError::too_large(limit));
+        }
+        Ok(Err(e)) => {
+            return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
+        }
+    };
+    encoding.decode(bytes, limit)
+}
+
+/// A request body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+impl Encoding {
+    fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(Self::Identity) };
+        let value = value.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+        match value.as_str() {
+            "" | "identity" => Ok(Self::Identity),
+            "gzip" | "x-gzip" => Ok(Self::Gzip),
+            "deflate" => Ok(Self::Deflate),
+            other => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaTypeException",
+                format!("Content-Encoding `{other}` is not supported; use gzip, deflate or none"),
+            )),
+        }
+    }
+
+    /// Inflates `bytes`, stopping with 413 as soon as the output passes `limit`.
+    fn decode(self, bytes: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+        let mut reader: Box<dyn Read + '_> = match self {
+            Self::Identity => return Ok(bytes),
+            Self::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes.as_ref())),
+            // HTTP's "deflate" is zlib-wrapped.
+            Self::Deflate => Box::new(flate2::read::ZlibDecoder::new(bytes.as_ref())),
+        };
+        let mut out = Vec::new();
+        let read = reader.by_ref().take(limit as u64 + 1).read_to_end(&mut out);
+        match read {
+            Ok(n) if n > limit => Err(ApiError::too_large(limit)),
+            Ok(_) => Ok(Bytes::from(out)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the request body is not valid {self:?} data: {e}"
+            ))),
+        }
     }
 }
 

@@ -38,7 +38,7 @@ async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let version = state.registry.get(model, version)?;
-    let bytes = read_limited(&headers, body, state.config.max_request_size).await?;
+    let bytes = read_limited(&headers, body, &state.config).await?;
     let payload = payload(&headers, bytes).await?;
     let (prediction, timings) =
         version.predict(payload, &crate::observe::options(&headers)).await?;

@@ -16,6 +16,7 @@ mod body;
 mod error;
 pub mod grpc;
 mod inference;
+mod listen;
 mod management;
 mod metrics;
 mod observe;
@@ -41,6 +42,7 @@ use tracing::info;
 
 pub use crate::auth::AuthConfig;
 use crate::error::ApiError;
+pub use crate::listen::TlsConfig;
 
 /// Listener addresses and HTTP limits.
 #[derive(Debug, Clone)]
@@ -67,6 +69,13 @@ pub struct ServerConfig {
     /// After a shutdown signal, how long requests already accepted may take to finish before their
     /// connections are cut.
     pub drain_timeout: std::time::Duration,
+    /// How long a client may take to send a request's headers before its connection is closed
+    /// (slow-loris defence; HTTP/1).
+    pub header_read_timeout: std::time::Duration,
+    /// How long a client may take to send a request body before it is answered 408.
+    pub body_read_timeout: std::time::Duration,
+    /// HTTPS on every listener (`certificate_file` and `private_key_file`); `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +92,9 @@ impl Default for ServerConfig {
             enable_model_api: false,
             auth: Some(AuthConfig { key_file: PathBuf::from("key_file.json"), expiration: None }),
             drain_timeout: std::time::Duration::from_secs(30),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -128,6 +140,7 @@ impl Api {
 pub struct Server {
     state: AppState,
     listeners: Vec<(Vec<Api>, TcpListener)>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -154,6 +167,8 @@ impl Server {
                 None => groups.push((addr, vec![api])),
             }
         }
+        // Certificate problems stop the start, before anything listens.
+        let tls = config.tls.as_ref().map(TlsConfig::server_config).transpose()?;
         let mut listeners = Vec::new();
         for (addr, apis) in groups {
             if !addr.ip().is_loopback() {
@@ -186,6 +201,7 @@ impl Server {
         Ok(Self {
             state: AppState { registry, config: Arc::new(config), keys, draining },
             listeners,
+            tls,
         })
     }
 
@@ -236,16 +252,9 @@ impl Server {
             let router = router(&apis, self.state.clone());
             let token = token.clone();
             info!(addr = %listener.local_addr()?, apis = ?apis, "listening");
-            // Small answers go out at once instead of waiting on Nagle's algorithm for the peer's
-            // delayed ACK (tens of milliseconds on HTTP/2 and keep-alive connections).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            tasks.spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await
-            });
+            let limits =
+                listen::ConnLimits { header_read_timeout: self.state.config.header_read_timeout };
+            tasks.spawn(listen::serve(listener, router, self.tls.clone(), limits, token));
         }
         tokio::spawn({
             let (token, draining) = (token.clone(), Arc::clone(&self.state.draining));

@@ -239,7 +239,7 @@ async fn run_infer(
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
     let v = state.registry.get(model, version)?;
-    let bytes = read_limited(&headers, body, state.config.max_request_size).await?;
+    let bytes = read_limited(&headers, body, &state.config).await?;
     let (json_part, binary) = split_binary(&headers, &bytes)?;
     let request: InferRequest = serde_json::from_slice(&json_part)
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;

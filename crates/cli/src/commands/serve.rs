@@ -202,8 +202,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     // Scripts (TorchServe's benchmark among them) wait for this line on stdout; the HTTP addresses
     // come first, in this order, so readers of the earlier line keep working.
+    let scheme = if settings.server.tls.is_some() { "https" } else { "http" };
     println!(
-        "Model server started. Inference API: http://{}, management API: http://{}, metrics API: http://{}, gRPC inference API: http://{}, gRPC management API: http://{}",
+        "Model server started. Inference API: {scheme}://{}, management API: {scheme}://{}, metrics API: {scheme}://{}, gRPC inference API: {scheme}://{}, gRPC management API: {scheme}://{}",
         server.inference_addr(),
         server.management_addr(),
         server.metrics_addr(),

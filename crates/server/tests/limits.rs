@@ -1,0 +1,158 @@
+//! Slow and oversized clients, compressed bodies and HTTPS, over real sockets
+//! (security-tests §4 C9, C10 and the TLS listener).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{Options, TestServer};
+use oxserve_server::TlsConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn tiny_body() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5; 64]}]
+    }))
+    .unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn short_timeouts() -> TestServer {
+    let mut options = Options::default();
+    options.server.header_read_timeout = Duration::from_secs(1);
+    options.server.body_read_timeout = Duration::from_secs(1);
+    TestServer::start(options).await
+}
+
+/// Reads until the server closes the connection; returns what it sent and how long that took.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(within, stream.read(&mut buf)).await {
+            Err(_) => panic!("the server kept the connection open for {within:?}"),
+            Ok(Ok(0) | Err(_)) => {
+                return (String::from_utf8_lossy(&seen).into_owned(), started.elapsed());
+            }
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_inflated_under_the_size_limit() {
+    let server = TestServer::default().await;
+    let url = format!("{}/v2/models/tiny/infer", server.inference);
+    let send = |body: Vec<u8>, encoding: &'static str| {
+        server
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let ok = send(gzip(&tiny_body()), "gzip").await.unwrap();
+    assert_eq!(ok.status(), 200, "{}", ok.text().await.unwrap());
+
+    // 64 MiB of zeros is about 64 KiB gzipped: far under the limit on the wire, far over it inflated.
+    let bomb = gzip(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 6_553_500 / 10);
+    let refused = send(bomb, "gzip").await.unwrap();
+    assert_eq!(refused.status(), 413);
+
+    let refused = send(tiny_body(), "br").await.unwrap();
+    assert_eq!(refused.status(), 415);
+    let refused = send(b"not gzip at all".to_vec(), "gzip").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn slow_header_senders_are_disconnected_and_others_are_served() {
+    let server = short_timeouts().await;
+    let addr = server.inference.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"P").await.unwrap();
+        slow.push(stream);
+    }
+    // A normal client is served while the slow ones hang on.
+    let (status, _) =
+        server.post(format!("{}/v2/models/tiny/infer", server.inference), tiny_body()).await;
+    assert_eq!(status, 200);
+    for stream in &mut slow {
+        // Another byte now and then does not reset the clock.
+        let _ = stream.write_all(b"O").await;
+    }
+    for mut stream in slow {
+        let (_, took) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+        assert!(took < Duration::from_secs(10));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_body_is_answered_408() {
+    let server = short_timeouts().await;
+    let addr = server.inference.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"{\"inp").await.unwrap();
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn https_listeners_serve_with_the_configured_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let mut options = Options::default();
+    options.server.tls =
+        Some(TlsConfig { certificate_file: cert_file.clone(), private_key_file: key_file.clone() });
+    let server = TestServer::start(options).await;
+    let port = server.inference.rsplit(':').next().unwrap().to_owned();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}/v2/models/tiny/infer");
+    let answer = client.post(&url).body(tiny_body()).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2, "ALPN should offer h2");
+    // Plain HTTP on a TLS port gets no answer.
+    let plain = server.client.get(format!("http://127.0.0.1:{port}/ping")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    server.stop().await;
+
+    // A key that does not match the certificate stops the start with a clear error.
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).unwrap();
+    std::fs::write(&key_file, other.key_pair.serialize_pem()).unwrap();
+    let registry = std::sync::Arc::new(oxserve_engine::Registry::new(
+        oxserve_engine::config::EngineConfig::default(),
+        std::sync::Arc::new(oxserve_backend_tract::TractBackend),
+        oxserve_engine::handler::HandlerRegistry::with_builtins(),
+    ));
+    let mut config = Options::default().server;
+    config.tls = Some(TlsConfig { certificate_file: cert_file, private_key_file: key_file });
+    let err = oxserve_server::Server::bind(config, registry).await.unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
