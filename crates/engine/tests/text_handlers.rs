@@ -276,3 +276,31 @@ async fn text_handlers_refuse_to_load_without_what_they_need() {
         assert!(error.contains(needle), "{config}: {error}");
     }
 }
+
+#[tokio::test]
+async fn without_index_to_name_labels_are_class_indices() {
+    let dir = store("classifier", None);
+    std::fs::remove_file(dir.path().join("classifier/index_to_name.json")).unwrap();
+    let engine = EngineConfig { model_store: dir.path().to_path_buf(), ..EngineConfig::default() };
+    let registry =
+        Arc::new(Registry::new(engine, Arc::new(TractBackend), HandlerRegistry::with_builtins()));
+    let request = RegisterRequest {
+        url: "classifier".into(),
+        synchronous: true,
+        ..RegisterRequest::default()
+    };
+    let model = registry.register(request).await.unwrap();
+    let expected = expected();
+    let case = &expected["classifier"][1];
+    let answer =
+        predict(&model, payload("text/plain", case["text"].as_str().unwrap().to_owned())).await;
+    let answer = answer.unwrap();
+    let labels: Vec<&String> = answer.as_object().unwrap().keys().collect();
+    assert_eq!(labels, ["0", "1", "2", "3"], "{answer}");
+    // "food" is class 1.
+    assert!(
+        (answer["1"].as_f64().unwrap() - case["probabilities"]["food"].as_f64().unwrap()).abs()
+            < 1e-4
+    );
+    registry.shutdown();
+}
