@@ -470,59 +470,114 @@ async fn efficientnet_lite0_labels_the_reference_photos() {
 }
 
 /// Images per second end to end and the share of latency spent preprocessing, with EfficientNet-
-/// Lite0 on tract, one request at a time and 8 concurrent requests batched 8. Run with
+/// Lite0 on tract (and ONNX Runtime when scripts/install-onnxruntime.sh ran), one request at a time
+/// at batch size 1 and 8 concurrent requests at batch size 8. Run with
 /// `cargo test --release -p oxserve-server --test handlers_vision -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run explicitly"]
 async fn bench_efficientnet_lite0() {
+    use std::sync::Arc;
+
+    use oxserve_backend::Backend;
+    use oxserve_engine::Registry;
+    use oxserve_engine::config::EngineConfig;
+    use oxserve_engine::handler::HandlerRegistry;
+    use oxserve_engine::metrics::Metrics;
+    use oxserve_server::{Server, ServerConfig};
+
     let Some(models) = shared_models() else {
         eprintln!("skipped: no efficientnet_lite0.onnx");
         return;
     };
+    let mut engines: Vec<(&str, Arc<dyn Backend>)> =
+        vec![("tract", Arc::new(oxserve_backend_tract::TractBackend))];
+    match oxserve_backend_ort::OrtBackend::new(oxserve_backend_ort::OrtConfig::default()) {
+        Ok(ort) => engines.push(("onnxruntime", Arc::new(ort))),
+        Err(e) => eprintln!("ONNX Runtime rows skipped: {e}"),
+    }
     let photo = std::fs::read(models.join("images/chelsea.png")).unwrap();
-    for batch in [1usize, 8] {
-        let config = format!("batchSize: {batch}\nmaxBatchDelay: 5\n{LITE0_CONFIG}");
-        let server = lite0_server(&models, &config).await;
-        let server = std::sync::Arc::new(server);
-        let rounds = if batch == 1 { 24 } else { 6 };
-        let mut pre = 0.0;
-        let mut total = 0.0;
-        let started = std::time::Instant::now();
-        for _ in 0..rounds {
-            let replies = futures_util::future::join_all((0..batch).map(|_| {
-                let server = std::sync::Arc::clone(&server);
-                let photo = photo.clone();
-                async move {
-                    let r = server
-                        .client
-                        .post(format!("{}/predictions/lite0", server.inference))
-                        .body(photo)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status(), 200);
-                    r.headers()["server-timing"].to_str().unwrap().to_owned()
+    println!(
+        "| engine | batch size | clients | images/s | mean latency ms | preprocess ms | preprocess share |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (engine_name, engine) in engines {
+        for batch in [1usize, 8] {
+            let store = tempfile::tempdir().unwrap();
+            let dir = store.path().join("lite0");
+            std::fs::create_dir_all(dir.join("MAR-INF")).unwrap();
+            std::fs::copy(models.join("efficientnet_lite0.onnx"), dir.join("model.onnx")).unwrap();
+            let manifest = json!({"runtime": "python", "model": {"modelName": "lite0",
+                "serializedFile": "model.onnx", "handler": "image_classifier",
+                "modelVersion": "1.0", "configFile": "model-config.yaml"}});
+            std::fs::write(dir.join("MAR-INF/MANIFEST.json"), manifest.to_string()).unwrap();
+            let config =
+                format!("minWorkers: 1\nbatchSize: {batch}\nmaxBatchDelay: 5\n{LITE0_CONFIG}");
+            std::fs::write(dir.join("model-config.yaml"), config).unwrap();
+            let engine_config =
+                EngineConfig { model_store: store.path().to_path_buf(), ..EngineConfig::default() };
+            let registry = Arc::new(Registry::with_metrics(
+                engine_config,
+                vec![Arc::clone(&engine)],
+                HandlerRegistry::with_builtins(),
+                Arc::new(Metrics::new("bench".into(), None)),
+            ));
+            let request = RegisterRequest {
+                url: "lite0".into(),
+                model_name: Some("lite0".into()),
+                synchronous: true,
+                ..RegisterRequest::default()
+            };
+            registry.register(request).await.unwrap();
+            let local: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let server_config = ServerConfig {
+                inference_address: local,
+                management_address: local,
+                metrics_address: local,
+                grpc_inference_address: local,
+                grpc_management_address: local,
+                auth: None,
+                ..ServerConfig::default()
+            };
+            let server = Server::bind(server_config, Arc::clone(&registry)).await.unwrap();
+            let url = format!("http://{}/predictions/lite0", server.inference_addr());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.run(async move {
+                let _ = stopped.await;
+            }));
+            let client = reqwest::Client::new();
+            let send = || async {
+                let r = client.post(&url).body(photo.clone()).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.headers()["server-timing"].to_str().unwrap().to_owned()
+            };
+            // Warm-up: the first batch of each size builds the engine's plan.
+            futures_util::future::join_all((0..batch).map(|_| send())).await;
+            let rounds = if batch == 1 { 32 } else { 6 };
+            let (mut pre, mut total) = (0.0, 0.0);
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                for timing in futures_util::future::join_all((0..batch).map(|_| send())).await {
+                    let dur = |name: &str| -> f64 {
+                        let at = timing.find(&format!("{name};dur=")).unwrap() + name.len() + 5;
+                        timing[at..].split(',').next().unwrap().parse().unwrap()
+                    };
+                    pre += dur("preprocess");
+                    total += dur("total");
                 }
-            }))
-            .await;
-            for timing in replies {
-                let dur = |name: &str| -> f64 {
-                    let at = timing.find(&format!("{name};dur=")).unwrap() + name.len() + 5;
-                    timing[at..].split(',').next().unwrap().parse().unwrap()
-                };
-                pre += dur("preprocess");
-                total += dur("total");
             }
+            let elapsed = started.elapsed().as_secs_f64();
+            #[allow(clippy::cast_precision_loss)]
+            let images = (rounds * batch) as f64;
+            println!(
+                "| {engine_name} | {batch} | {batch} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+                images / elapsed,
+                total / images,
+                pre / images,
+                100.0 * pre / total
+            );
+            let _ = stop.send(());
+            task.await.unwrap().unwrap();
+            tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        let images = (rounds * batch) as f64;
-        eprintln!(
-            "batch {batch}: {:.1} images/s, mean latency {:.1} ms, preprocess {:.1} ms ({:.0}% of latency)",
-            images / elapsed,
-            total / images,
-            pre / images,
-            100.0 * pre / total
-        );
-        std::sync::Arc::into_inner(server).unwrap().stop().await;
     }
 }
