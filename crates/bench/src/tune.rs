@@ -174,10 +174,16 @@ pub async fn run(sweep: &Sweep, options: &TuneOptions) -> anyhow::Result<TuneRun
             .await
             .with_context(|| format!("case {}", case.name))?;
         bars.remove(&bar);
-        let _ = bars.println(format!(
+        let line = format!(
             "{}: {:.1} req/s, p99 {:.2} ms, {} failed",
             case.name, result.throughput_rps, result.latency_ms.p99, result.failed
-        ));
+        );
+        // Without drawn bars (not a terminal, or --no-progress) each case still leaves a line.
+        if bars.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = bars.println(line);
+        }
         let measured = CaseResult { target: options.label.clone(), case: case.clone(), result };
         write_case(&options.out_dir, &measured)?;
         results.push(measured);
