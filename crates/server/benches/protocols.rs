@@ -59,7 +59,7 @@ impl Mode {
 #[derive(Clone)]
 enum Prepared {
     Http { client: reqwest::Client, url: String, body: Bytes, header_length: Option<usize> },
-    Grpc { client: GrpcInferenceServiceClient<Channel>, request: ModelInferRequest },
+    Grpc { client: GrpcInferenceServiceClient<Channel>, request: Box<ModelInferRequest> },
 }
 
 impl Prepared {
@@ -81,7 +81,7 @@ impl Prepared {
                     .collect()
             }
             Self::Grpc { client, request } => {
-                let answer = client.model_infer(request.clone()).await.unwrap().into_inner();
+                let answer = client.model_infer((**request).clone()).await.unwrap().into_inner();
                 answer.raw_output_contents[0]
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
@@ -135,7 +135,7 @@ async fn prepare(mode: Mode, http: SocketAddr, grpc: &Channel) -> Prepared {
                 client: GrpcInferenceServiceClient::new(grpc.clone())
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20),
-                request,
+                request: Box::new(request),
             }
         }
     }
