@@ -109,3 +109,23 @@ put("request_items", "json-list", b"\0" + json.dumps(["aGVsbG8=", "not base64!"]
 put("request_items", "text", b"\1The cat sits on the mat.")
 put("request_items", "png", b"\2" + png(2, 2, [b"\xff\0\0\0\xff\0", b"\0\0\xff\xff\xff\xff"]))
 put("request_items", "bad-utf8", b"\3\xff\xfe\xfd")
+
+# binary_tensor: one byte of element count, then raw little-endian bytes.
+put("binary_tensor", "four-f32", bytes([4]) + struct.pack("<4f", 1.0, 2.0, 3.0, 4.0))
+put("binary_tensor", "bytes-elements", bytes([2]) + struct.pack("<I", 3) + b"abc" + struct.pack("<I", 1) + b"d")
+put("binary_tensor", "short", bytes([200]) + b"\0\0")
+put("binary_tensor", "huge-length-prefix", bytes([1]) + b"\xff\xff\xff\xff")
+
+# binary_request: two bytes (big-endian) of Inference-Header-Content-Length, then the body.
+def binary_request(header, tail):
+    header = json.dumps(header).encode()
+    return struct.pack(">H", len(header)) + header + tail
+
+put("binary_request", "one-input", binary_request({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]}, struct.pack("<2f", 1, 2)))
+put("binary_request", "length-past-body", struct.pack(">H", 60000) + b"{}")
+put("binary_request", "cut-json", struct.pack(">H", 5) + b'{"inputs": []}')
+
+# multipart with boundary x
+put("multipart", "two-parts", b'--x\r\nContent-Disposition: form-data; name="data"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--x\r\nContent-Disposition: form-data; name="other"\r\n\r\nhello\r\n--x--\r\n')
+put("multipart", "unterminated", b'--x\r\nContent-Disposition: form-data; name="data"\r\n\r\nabc')
+put("multipart", "no-parts", b"--x--\r\n")

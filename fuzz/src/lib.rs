@@ -2,3 +2,6 @@
 
 #[path = "targets.rs"]
 pub mod targets;
+
+#[path = "server_targets.rs"]
+pub mod server_targets;

@@ -371,3 +371,57 @@ fn management_routes() -> Router<AppState> {
         .route("/models/{model}/{version}/set-default", put(management::set_default))
         .route("/token", get(auth::rotate))
 }
+
+/// Entry points for the fuzz targets in `fuzz/` and their corpus replay test; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use futures_util::FutureExt;
+    use oxserve_backend::DType;
+
+    /// The binary tensor extension's element decoding, for every datatype: `data` is one byte of
+    /// element count (0–255) followed by the raw bytes.
+    pub fn binary_tensor(data: &[u8]) {
+        let Some((&count, raw)) = data.split_first() else { return };
+        for dtype in DType::ALL {
+            if let Ok(t) = crate::v2::raw_tensor("fuzz", dtype, vec![usize::from(count)], raw) {
+                assert_eq!(t.data().len(), usize::from(count));
+                // Bytes, not values: NaN payloads must survive but never compare equal.
+                let encoded = crate::tensor_bytes::encode(t.data());
+                let decoded = crate::tensor_bytes::decode(dtype, usize::from(count), &encoded)
+                    .expect("what was encoded decodes");
+                assert_eq!(
+                    crate::tensor_bytes::encode(&decoded),
+                    encoded,
+                    "{dtype} does not round-trip"
+                );
+            }
+        }
+    }
+
+    /// An OIP body split by `Inference-Header-Content-Length` (the first two bytes, big-endian),
+    /// then its JSON part parsed as an inference request.
+    pub fn binary_request(data: &[u8]) {
+        let [hi, lo, body @ ..] = data else { return };
+        let mut headers = HeaderMap::new();
+        let length = u16::from_be_bytes([*hi, *lo]).to_string();
+        headers.insert(crate::v2::HEADER_LENGTH, HeaderValue::from_str(&length).expect("digits"));
+        let bytes = bytes::Bytes::copy_from_slice(body);
+        if let Ok((json, binary)) = crate::v2::split_binary(&headers, &bytes) {
+            assert_eq!(json.len() + binary.len(), bytes.len());
+            let _ = serde_json::from_slice::<crate::v2::InferRequest>(&json);
+        }
+    }
+
+    /// A multipart body with boundary `x` split into handler parts.
+    pub fn multipart(data: &[u8]) {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=x"),
+        );
+        let body = bytes::Bytes::copy_from_slice(data);
+        let parsed = crate::body::payload(&headers, body).now_or_never();
+        assert!(parsed.is_some(), "multipart parsing of an in-memory body must not wait");
+    }
+}

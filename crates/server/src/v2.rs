@@ -136,7 +136,7 @@ pub(crate) async fn model_ready(
 }
 
 #[derive(Deserialize)]
-struct InferRequest {
+pub(crate) struct InferRequest {
     id: Option<String>,
     /// Request parameters; `timeout` (microseconds, as Triton) shortens the deadline and
     /// `binary_data_output` asks for every output as raw bytes.
@@ -210,7 +210,7 @@ fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<bool, ApiE
 }
 
 /// Splits a body into its JSON part and the raw tensor bytes after it.
-fn split_binary(
+pub(crate) fn split_binary(
     headers: &HeaderMap,
     bytes: &bytes::Bytes,
 ) -> Result<(bytes::Bytes, bytes::Bytes), ApiError> {
