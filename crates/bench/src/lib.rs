@@ -20,7 +20,7 @@
 //!     stop: Stop::Requests(1000),
 //!     ..LoadConfig::default()
 //! };
-//! let result = load::run(&config, &indicatif::ProgressBar::hidden()).await?;
+//! let result = load::run(&config, &oxserve_bench::indicatif::ProgressBar::hidden()).await?;
 //! println!("{}", result.summary());
 //! # Ok(()) }
 //! ```
