@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oxserve_backend::{Backend, Dim, ModelSource, Session, Tensor, TensorData};
+use oxserve_backend::{Backend, Device, Dim, ModelSource, Session, Tensor, TensorData};
 use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
 
@@ -21,8 +21,13 @@ fn repo(rel: &str) -> PathBuf {
 
 /// A deterministic batch for the model's single f32 input.
 fn input(backend: &dyn Backend, path: &Path, batch: usize) -> Vec<Tensor> {
-    let model =
-        backend.load(&ModelSource { path: path.to_path_buf(), intra_threads: Some(1) }).unwrap();
+    let model = backend
+        .load(&ModelSource {
+            path: path.to_path_buf(),
+            intra_threads: Some(1),
+            ..ModelSource::default()
+        })
+        .unwrap();
     let spec = &model.signature().inputs[0];
     let mut shape: Vec<usize> =
         spec.shape.iter().map(|d| if let Dim::Fixed(n) = d { *n } else { 1 }).collect();
@@ -66,9 +71,13 @@ fn main() {
     for (name, path, iterations) in models {
         for batch in [1, 8] {
             let inputs = input(&TractBackend, &path, batch);
-            let source = ModelSource { path: path.clone(), intra_threads: Some(1) };
-            let mut tract = TractBackend.load(&source).unwrap().new_session().unwrap();
-            let mut onnx = ort.load(&source).unwrap().new_session().unwrap();
+            let source = ModelSource {
+                path: path.clone(),
+                intra_threads: Some(1),
+                ..ModelSource::default()
+            };
+            let mut tract = TractBackend.load(&source).unwrap().new_session(Device::Cpu).unwrap();
+            let mut onnx = ort.load(&source).unwrap().new_session(Device::Cpu).unwrap();
             let t = median(tract.as_mut(), &inputs, iterations);
             let o = median(onnx.as_mut(), &inputs, iterations);
             println!(

@@ -11,10 +11,12 @@
 //! ([`LoadedModel::new_session`]); nothing is locked while a batch runs. Each session uses
 //! `intra_threads` threads (default 1: scale with workers) and full graph optimisation.
 //!
-//! With [`Device::Gpu`] the CUDA execution provider (and TensorRT before it with
-//! [`OrtConfig::fp16_tensorrt`]) is tried when the model is loaded; when it cannot be used (a CPU-only
-//! ONNX Runtime build, missing CUDA libraries, no GPU) a warning is logged and the model runs on the
-//! CPU. [`OrtModel::provider`] tells which provider was chosen.
+//! Devices are chosen per worker ([`LoadedModel::new_session`] takes a [`Device`]), so the workers of
+//! one model can be spread over several GPUs. On a GPU the CUDA execution provider is used (TensorRT
+//! before it, with FP16 kernels, when [`ModelSource::tensorrt_fp16`] is set). When no GPU provider can
+//! be used (a CPU-only ONNX Runtime build, missing CUDA libraries, no GPU) the session runs on the
+//! CPU with a logged warning, or the load fails, as [`ModelSource::gpu_fallback`] says;
+//! [`Session::device`] and [`OrtModel::provider`] tell where sessions really run.
 
 mod convert;
 mod setup;
@@ -31,20 +33,8 @@ use oxserve_backend::{
     Backend, BackendError, LoadedModel, ModelSource, Session, Signature, Tensor,
 };
 
+pub use oxserve_backend::{Device, GpuFallback};
 pub use setup::{MIN_ONNXRUNTIME, OrtSetupError, find_library};
-
-/// Where sessions run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// ONNX Runtime's CPU execution provider.
-    #[default]
-    Cpu,
-    /// A CUDA GPU, falling back to the CPU (with a warning) when it cannot be used.
-    Gpu {
-        /// The CUDA device ordinal.
-        device_id: u32,
-    },
-}
 
 /// How the ONNX Runtime backend finds its library and builds sessions.
 #[derive(Debug, Clone, Default)]
@@ -53,11 +43,8 @@ pub struct OrtConfig {
     pub library: Option<PathBuf>,
     /// Intra-op threads per session when the model does not say ([`ModelSource::intra_threads`]);
     /// `None` means 1, so that throughput scales with workers. `Some(0)` lets ONNX Runtime choose.
+    /// Devices, the GPU fallback and TensorRT FP16 are per model: see [`ModelSource`].
     pub intra_threads: Option<usize>,
-    /// CPU or GPU.
-    pub device: Device,
-    /// On a GPU, try TensorRT with FP16 kernels before plain CUDA.
-    pub fp16_tensorrt: bool,
 }
 
 /// The ONNX Runtime engine: the loaded library, its environment and the session settings.
@@ -127,6 +114,14 @@ impl Provider {
         }
     }
 
+    /// The device sessions built with it run on.
+    fn device(self) -> Device {
+        match self {
+            Self::Cpu => Device::Cpu,
+            Self::Cuda { device_id } | Self::TensorRt { device_id, .. } => Device::Gpu(device_id),
+        }
+    }
+
     /// Whether this ONNX Runtime build contains the provider at all (the CPU-only PyPI wheel has no
     /// CUDA); `Err` carries ONNX Runtime's message.
     fn compiled_in(self) -> Result<bool, String> {
@@ -143,16 +138,84 @@ impl Provider {
 #[derive(Debug, Clone)]
 struct SessionRecipe {
     env: Environment,
+    /// The ONNX Runtime library, named in messages about missing providers.
+    library: PathBuf,
     path: PathBuf,
     intra_threads: usize,
-    provider: Provider,
+    gpu_fallback: GpuFallback,
+    tensorrt_fp16: bool,
 }
 
 impl SessionRecipe {
-    fn build(&self) -> Result<OrtRunSession, String> {
+    /// Providers to try for `device`, best first: on a GPU, TensorRT (when FP16 is asked for) then
+    /// CUDA, then the CPU only when falling back is allowed.
+    fn candidates(&self, device: Device) -> Vec<Provider> {
+        match device {
+            Device::Cpu => vec![Provider::Cpu],
+            Device::Gpu(device_id) => {
+                let mut list = Vec::with_capacity(3);
+                if self.tensorrt_fp16 {
+                    list.push(Provider::TensorRt { device_id, fp16: true });
+                }
+                list.push(Provider::Cuda { device_id });
+                if self.gpu_fallback == GpuFallback::Cpu {
+                    list.push(Provider::Cpu);
+                }
+                list
+            }
+        }
+    }
+
+    /// Builds a session on `device`, falling back as configured; returns it with the provider used.
+    fn open(&self, device: Device) -> Result<(OrtRunSession, Provider), BackendError> {
+        let mut failures: Vec<String> = Vec::new();
+        for provider in self.candidates(device) {
+            let built = match provider.compiled_in() {
+                Ok(true) => self.build(provider),
+                Ok(false) => Err(format!(
+                    "this ONNX Runtime build ({}) has no {}; install the GPU build with \
+                     `ORT_PYPI_PACKAGE=onnxruntime-gpu bash scripts/install-onnxruntime.sh`",
+                    self.library.display(),
+                    provider.name()
+                )),
+                Err(e) => Err(e),
+            };
+            match built {
+                Ok(session) => {
+                    if provider == Provider::Cpu && device.is_gpu() {
+                        tracing::warn!(
+                            model = %self.path.display(),
+                            asked = %device,
+                            reasons = %failures.join("; "),
+                            "GPU unusable; falling back to the CPU (set gpu_fallback=error to refuse instead)"
+                        );
+                    }
+                    return Ok((session, provider));
+                }
+                Err(e) => {
+                    if provider != Provider::Cpu {
+                        tracing::debug!(model = %self.path.display(), provider = provider.name(), error = %e, "execution provider unusable");
+                    }
+                    failures.push(format!("{}: {e}", provider.name()));
+                }
+            }
+        }
+        let reason = if device.is_gpu() && self.gpu_fallback == GpuFallback::Error {
+            format!(
+                "{device} was asked for but cannot be used, and gpu_fallback=error forbids running \
+                 on the CPU instead ({})",
+                failures.join("; ")
+            )
+        } else {
+            failures.join("; ")
+        };
+        Err(BackendError::Load { path: self.path.clone(), source: reason.into() })
+    }
+
+    fn build(&self, provider: Provider) -> Result<OrtRunSession, String> {
         let device =
             |id: u32| i32::try_from(id).map_err(|_| format!("device id {id} is too large"));
-        let providers = match self.provider {
+        let providers = match provider {
             Provider::Cpu => Vec::new(),
             Provider::Cuda { device_id } => {
                 vec![ep::CUDA::default().with_device_id(device(device_id)?).build()]
@@ -185,74 +248,49 @@ impl SessionRecipe {
 pub struct OrtModel {
     signature: Arc<Signature>,
     recipe: SessionRecipe,
-    /// The session `load` built to read the signature, handed to the first worker so that a large
-    /// model is not optimised twice. Locked only in `new_session`, never while running.
-    spare: Mutex<Option<OrtRunSession>>,
+    /// The provider the load-time session uses.
+    provider: Provider,
+    /// The session `load` built to read the signature, with the device it was asked for, handed to
+    /// the first worker asking for that device so that a large model is not optimised twice. Locked
+    /// only in `new_session`, never while running.
+    spare: Mutex<Option<(Device, OrtRunSession, Provider)>>,
 }
 
 impl OrtModel {
     fn load(backend: &OrtBackend, source: &ModelSource) -> Result<Self, BackendError> {
-        let path = source.path.clone();
-        let intra_threads = source.intra_threads.or(backend.config.intra_threads).unwrap_or(1);
-        let candidates = match backend.config.device {
-            Device::Cpu => vec![Provider::Cpu],
-            Device::Gpu { device_id } if backend.config.fp16_tensorrt => vec![
-                Provider::TensorRt { device_id, fp16: true },
-                Provider::Cuda { device_id },
-                Provider::Cpu,
-            ],
-            Device::Gpu { device_id } => vec![Provider::Cuda { device_id }, Provider::Cpu],
+        let recipe = SessionRecipe {
+            env: backend.env.clone(),
+            library: backend.library.clone(),
+            path: source.path.clone(),
+            intra_threads: source.intra_threads.or(backend.config.intra_threads).unwrap_or(1),
+            gpu_fallback: source.gpu_fallback,
+            tensorrt_fp16: source.tensorrt_fp16,
         };
-        let mut failure = String::new();
-        for provider in candidates {
-            let recipe = SessionRecipe {
-                env: backend.env.clone(),
-                path: path.clone(),
-                intra_threads,
-                provider,
-            };
-            let session = match provider.compiled_in() {
-                Ok(true) => recipe.build(),
-                Ok(false) => Err(format!(
-                    "this ONNX Runtime build ({}) has no {}; install the GPU build with \
-                     `ORT_PYPI_PACKAGE=onnxruntime-gpu bash scripts/install-onnxruntime.sh`",
-                    backend.library.display(),
-                    provider.name()
-                )),
-                Err(e) => Err(e),
-            };
-            match session {
-                Ok(session) => {
-                    let signature = signature::from_session(&session)
-                        .map_err(|reason| BackendError::Load { path, source: reason.into() })?;
-                    tracing::info!(
-                        model = %recipe.path.display(),
-                        provider = provider.name(),
-                        intra_threads,
-                        "loaded model in ONNX Runtime"
-                    );
-                    return Ok(Self {
-                        signature: Arc::new(signature),
-                        recipe,
-                        spare: Mutex::new(Some(session)),
-                    });
-                }
-                Err(e) if provider == Provider::Cpu => failure = e,
-                Err(e) => tracing::warn!(
-                    model = %path.display(),
-                    provider = provider.name(),
-                    error = %e,
-                    "execution provider unusable; falling back"
-                ),
-            }
-        }
-        Err(BackendError::Load { path, source: failure.into() })
+        let (session, provider) = recipe.open(source.device)?;
+        let signature = signature::from_session(&session).map_err(|reason| BackendError::Load {
+            path: source.path.clone(),
+            source: reason.into(),
+        })?;
+        tracing::info!(
+            model = %recipe.path.display(),
+            asked = %source.device,
+            provider = provider.name(),
+            intra_threads = recipe.intra_threads,
+            "loaded model in ONNX Runtime"
+        );
+        Ok(Self {
+            signature: Arc::new(signature),
+            recipe,
+            provider,
+            spare: Mutex::new(Some((source.device, session, provider))),
+        })
     }
 
-    /// The execution provider the model's sessions use, as ONNX Runtime names it:
+    /// The execution provider the model was loaded with, as ONNX Runtime names it:
     /// `"CPUExecutionProvider"`, `"CUDAExecutionProvider"` or `"TensorrtExecutionProvider"`.
+    /// Each worker's session may differ (another GPU, or a fallback): see [`Session::device`].
     pub fn provider(&self) -> &str {
-        self.recipe.provider.name()
+        self.provider.name()
     }
 
     /// Intra-op threads per session.
@@ -266,16 +304,24 @@ impl LoadedModel for OrtModel {
         &self.signature
     }
 
-    fn new_session(&self) -> Result<Box<dyn Session>, BackendError> {
-        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let session = match spare {
-            Some(session) => session,
-            None => self.recipe.build().map_err(|reason| BackendError::Load {
-                path: self.recipe.path.clone(),
-                source: reason.into(),
-            })?,
+    fn new_session(&self, device: Device) -> Result<Box<dyn Session>, BackendError> {
+        let spare = {
+            let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            if spare.as_ref().is_some_and(|(asked, _, _)| *asked == device) {
+                spare.take()
+            } else {
+                None
+            }
         };
-        Ok(Box::new(OrtSession { session, signature: Arc::clone(&self.signature) }))
+        let (session, provider) = match spare {
+            Some((_, session, provider)) => (session, provider),
+            None => self.recipe.open(device)?,
+        };
+        Ok(Box::new(OrtSession {
+            session,
+            signature: Arc::clone(&self.signature),
+            device: provider.device(),
+        }))
     }
 }
 
@@ -284,6 +330,8 @@ impl LoadedModel for OrtModel {
 pub struct OrtSession {
     session: OrtRunSession,
     signature: Arc<Signature>,
+    /// Where it runs, after any fallback.
+    device: Device,
 }
 
 impl Session for OrtSession {
@@ -314,5 +362,9 @@ impl Session for OrtSession {
             )));
         }
         declared.iter().enumerate().map(|(i, spec)| convert::from_ort(&outputs[i], spec)).collect()
+    }
+
+    fn device(&self) -> Device {
+        self.device
     }
 }

@@ -11,7 +11,9 @@ use half::f16;
 use oxserve_backend::{
     Backend, BackendError, DType, Dim, LoadedModel, ModelSource, Tensor, TensorData,
 };
-use oxserve_backend_ort::{Device, OrtBackend, OrtConfig, OrtSetupError, find_library};
+use oxserve_backend_ort::{
+    Device, GpuFallback, OrtBackend, OrtConfig, OrtSetupError, find_library,
+};
 use oxserve_backend_tract::TractBackend;
 
 /// Agreement required between ONNX Runtime and tract.
@@ -43,11 +45,11 @@ fn ort() -> Option<OrtBackend> {
 }
 
 fn source(path: PathBuf) -> ModelSource {
-    ModelSource { path, intra_threads: None }
+    ModelSource { path, ..ModelSource::default() }
 }
 
 fn run(model: &dyn LoadedModel, inputs: Vec<Tensor>) -> Vec<Tensor> {
-    let mut session = model.new_session().expect("session");
+    let mut session = model.new_session(Device::Cpu).expect("session");
     session.run(inputs).expect("run")
 }
 
@@ -202,7 +204,7 @@ fn every_dtype_round_trips_through_identity() {
 fn wrong_dtype_or_count_is_invalid_input() {
     let Some(ort) = ort() else { return };
     let model = ort.load(&source(repo("examples/models/tiny.onnx"))).expect("load");
-    let mut session = model.new_session().expect("session");
+    let mut session = model.new_session(Device::Cpu).expect("session");
     let ints = Tensor::new(vec![1, 64], TensorData::I64(vec![0; 64])).expect("t");
     let err = session.run(vec![ints]).expect_err("i64 into an f32 input");
     assert!(matches!(&err, BackendError::InvalidInput { name, .. } if name == "input"), "{err}");
@@ -223,7 +225,7 @@ fn workers_run_their_own_sessions_concurrently() {
         .map(|_| {
             let (model, input) = (Arc::clone(&model), input.clone());
             std::thread::spawn(move || {
-                let mut session = model.new_session().expect("session");
+                let mut session = model.new_session(Device::Cpu).expect("session");
                 (0..20).map(|_| session.run(vec![input.clone()]).expect("run")).last()
             })
         })
@@ -240,7 +242,7 @@ fn model_source_threads_override_the_config() {
         .expect("same library again");
     let path = repo("examples/models/tiny.onnx");
     assert_eq!(ort.load_model(&source(path.clone())).expect("load").intra_threads(), 3);
-    let two = ModelSource { path, intra_threads: Some(2) };
+    let two = ModelSource { path, intra_threads: Some(2), ..ModelSource::default() };
     let model = ort.load_model(&two).expect("load");
     assert_eq!(model.intra_threads(), 2);
     assert_eq!(run(&model, vec![f32s(vec![1, 64], values(64, 2))])[0].shape(), &[1, 10]);
@@ -272,37 +274,86 @@ fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
     (out, text)
 }
 
+/// Where ONNX Runtime really ran `device`: the CPU on this project's machines (the PyPI wheel is
+/// CPU-only), a GPU provider with `onnxruntime-gpu` on a CUDA machine.
+fn gpu_usable(ort: &OrtBackend, path: &Path) -> bool {
+    let gpu = ModelSource {
+        path: path.to_path_buf(),
+        device: Device::Gpu(0),
+        gpu_fallback: GpuFallback::Error,
+        ..ModelSource::default()
+    };
+    ort.load_model(&gpu).is_ok()
+}
+
 #[test]
 fn gpu_request_without_a_usable_gpu_falls_back_to_cpu() {
-    let Some(cpu) = ort() else { return };
+    let Some(ort) = ort() else { return };
     let path = repo("examples/models/tiny.onnx");
-    let input = f32s(vec![2, 64], values(128, 4));
-    let want = run(&cpu.load_model(&source(path.clone())).expect("cpu"), vec![input.clone()]);
-    for fp16_tensorrt in [false, true] {
-        let config = OrtConfig {
-            device: Device::Gpu { device_id: 0 },
-            fp16_tensorrt,
-            ..cpu.config().clone()
-        };
-        let gpu = OrtBackend::new(config).expect("backend");
-        let (model, logs) = logs_of(|| gpu.load_model(&source(path.clone())));
-        let model = model.expect("falls back instead of failing");
-        let provider = model.provider().to_owned();
-        eprintln!("GPU requested (fp16_tensorrt={fp16_tensorrt}): running on {provider}\n{logs}");
-        if provider == "CPUExecutionProvider" {
-            assert!(logs.contains("WARN") && logs.contains("falling back"), "{logs}");
-        }
-        // The PyPI `onnxruntime` wheel is CPU-only, so here this is the CPU; with onnxruntime-gpu on
-        // a CUDA machine it is a GPU provider.
-        assert!(
-            ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
-                .contains(&provider.as_str()),
-            "{provider}"
-        );
-        let got = run(&model, vec![input.clone()]);
-        let tolerance = if provider == "CPUExecutionProvider" { 0.0 } else { 1e-2 };
-        assert!(max_diff(&got[0], &want[0]) <= tolerance);
+    if gpu_usable(&ort, &path) {
+        eprintln!("a GPU is usable here: the fallback cannot be observed; skipping");
+        return;
     }
+    let input = f32s(vec![2, 64], values(128, 4));
+    let want = run(&ort.load_model(&source(path.clone())).expect("cpu"), vec![input.clone()]);
+    for tensorrt_fp16 in [false, true] {
+        let gpu = ModelSource {
+            path: path.clone(),
+            device: Device::Gpu(0),
+            tensorrt_fp16,
+            ..ModelSource::default()
+        };
+        let (model, logs) = logs_of(|| ort.load_model(&gpu));
+        let model = model.expect("falls back instead of failing");
+        eprintln!("GPU asked (tensorrt_fp16={tensorrt_fp16}): {}\n{logs}", model.provider());
+        assert_eq!(model.provider(), "CPUExecutionProvider");
+        assert!(logs.contains("WARN") && logs.contains("falling back to the CPU"), "{logs}");
+        assert!(logs.contains("gpu:0") && logs.contains("CUDAExecutionProvider"), "{logs}");
+        if tensorrt_fp16 {
+            assert!(logs.contains("TensorrtExecutionProvider"), "TensorRT tried first: {logs}");
+        }
+        // Each worker's session says where it really runs: the spare from the load for GPU 0, a
+        // new session for GPU 1, both on the CPU, each fallback logged.
+        for device in [Device::Gpu(0), Device::Gpu(1), Device::Cpu] {
+            let (session, logs) = logs_of(|| model.new_session(device));
+            let mut session = session.expect("session");
+            assert_eq!(session.device(), Device::Cpu, "{device}");
+            if device == Device::Gpu(1) {
+                assert!(logs.contains("gpu:1") && logs.contains("falling back"), "{logs}");
+            }
+            let got = session.run(vec![input.clone()]).expect("run");
+            assert!(max_diff(&got[0], &want[0]) <= 0.0);
+        }
+    }
+}
+
+#[test]
+fn gpu_request_with_fallback_error_is_a_clear_load_error() {
+    let Some(ort) = ort() else { return };
+    let path = repo("examples/models/tiny.onnx");
+    if gpu_usable(&ort, &path) {
+        eprintln!("a GPU is usable here: nothing to refuse; skipping");
+        return;
+    }
+    let gpu = ModelSource {
+        path: path.clone(),
+        device: Device::Gpu(0),
+        gpu_fallback: GpuFallback::Error,
+        ..ModelSource::default()
+    };
+    let err = ort.load_model(&gpu).expect_err("no usable GPU");
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert!(matches!(&err, BackendError::Load { path: p, .. } if *p == path), "{err:?}");
+    assert!(text.contains("gpu:0") && text.contains("gpu_fallback=error"), "{text}");
+    assert!(text.contains("CUDAExecutionProvider"), "{text}");
+    // A CPU model loaded with the same policy can still not make GPU sessions.
+    let model = ort
+        .load_model(&ModelSource { gpu_fallback: GpuFallback::Error, ..source(path) })
+        .expect("cpu");
+    let err = model.new_session(Device::Gpu(2)).err().expect("no GPU 2");
+    assert!(err.to_string().contains("gpu:2"), "{err}");
+    assert_eq!(model.new_session(Device::Cpu).expect("cpu").device(), Device::Cpu);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use oxserve_backend::{
-    Backend, BackendError, Dim, LoadedModel, ModelSource, Session, Signature, Tensor,
+    Backend, BackendError, Device, Dim, LoadedModel, ModelSource, Session, Signature, Tensor,
 };
 use tract_onnx::prelude::{
     Framework, InferenceFact, InferenceModel, InferenceModelExt, RunOptions, TypedSimplePlan,
@@ -79,6 +79,7 @@ impl TractModel {
     /// [`BackendError::Load`] for unreadable files and models tract cannot parse or optimise.
     pub fn load(source: &ModelSource) -> Result<Self, BackendError> {
         let path = source.path.clone();
+        refuse_gpu(&path, source.device)?;
         let load_err = |e: tract_onnx::prelude::TractError| BackendError::Load {
             path: path.clone(),
             source: format!("{e:#}").into(),
@@ -175,6 +176,23 @@ impl Inner {
     }
 }
 
+/// tract runs on the CPU only. A GPU request is refused rather than quietly served on the CPU (even
+/// with a CPU fallback configured): asking tract for a GPU is a configuration mistake to fix, not a
+/// missing device to survive, and the fix is `engine: onnxruntime`.
+fn refuse_gpu(path: &Path, device: Device) -> Result<(), BackendError> {
+    if device == Device::Cpu {
+        return Ok(());
+    }
+    Err(BackendError::Load {
+        path: path.to_path_buf(),
+        source: format!(
+            "the tract engine runs on the CPU only, but {device} was asked for; use \
+             `engine: onnxruntime` (with its GPU build) or `deviceType: cpu`"
+        )
+        .into(),
+    })
+}
+
 /// Parses a proto, resolving external weight files relative to the model's folder.
 fn parse(
     onnx: &tract_onnx::Onnx,
@@ -190,7 +208,8 @@ impl LoadedModel for TractModel {
         &self.inner.signature
     }
 
-    fn new_session(&self) -> Result<Box<dyn Session>, BackendError> {
+    fn new_session(&self, device: Device) -> Result<Box<dyn Session>, BackendError> {
+        refuse_gpu(&self.inner.path, device)?;
         Ok(Box::new(TractSession { model: Arc::clone(&self.inner), states: HashMap::new() }))
     }
 }
@@ -236,5 +255,9 @@ impl Session for TractSession {
             )));
         }
         outputs.iter().zip(declared).map(|(v, spec)| convert::from_tract(v, spec.dtype)).collect()
+    }
+
+    fn device(&self) -> Device {
+        Device::Cpu
     }
 }

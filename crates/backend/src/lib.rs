@@ -6,15 +6,19 @@
 //! - [`Backend`] loads a model file into a [`LoadedModel`];
 //! - a [`LoadedModel`] is shared by all workers of a model (`Send + Sync`, held in an `Arc`) and knows
 //!   the model's [`Signature`];
-//! - each worker thread owns one [`Session`] made by [`LoadedModel::new_session`], and runs batches on it
-//!   with `&mut self`, so engines whose run call needs exclusive access (ONNX Runtime) never share a lock.
+//! - each worker thread owns one [`Session`] made by [`LoadedModel::new_session`] on the [`Device`] the
+//!   scheduler assigned it, and runs batches on it with `&mut self`, so engines whose run call needs
+//!   exclusive access (ONNX Runtime) never share a lock. Devices are chosen per worker, not per model,
+//!   so that the workers of one model can be spread over several GPUs as TorchServe does.
 //!
 //! Nothing here knows about HTTP, queues or tokio, so the scheduler can be tested against any engine.
 
+mod device;
 mod error;
 mod signature;
 mod tensor;
 
+pub use device::{Device, GpuFallback};
 pub use error::{BackendError, BoxError};
 pub use signature::{Dim, Signature, TensorSpec};
 pub use tensor::{DType, Tensor, TensorData, element_count};
@@ -29,6 +33,13 @@ pub struct ModelSource {
     pub path: PathBuf,
     /// Intra-op threads each session may use; `None` lets the engine choose.
     pub intra_threads: Option<usize>,
+    /// The device the model is first loaded on (its first worker's). An engine that cannot use it
+    /// refuses the model, or falls back to the CPU, as [`Self::gpu_fallback`] says.
+    pub device: Device,
+    /// What to do when a GPU is asked for but cannot be used.
+    pub gpu_fallback: GpuFallback,
+    /// On a GPU, let TensorRT build FP16 kernels (engines without TensorRT ignore it).
+    pub tensorrt_fp16: bool,
 }
 
 /// An inference engine that can load model files.
@@ -48,11 +59,14 @@ pub trait LoadedModel: Send + Sync + std::fmt::Debug {
     /// Input and output names, dtypes and shapes as declared by the model file.
     fn signature(&self) -> &Signature;
 
-    /// Makes the per-worker state that runs inference.
+    /// Makes the per-worker state that runs inference on `device`, or on the CPU when the device
+    /// cannot be used and the model was loaded with [`GpuFallback::Cpu`] ([`Session::device`] then
+    /// says so).
     ///
     /// # Errors
-    /// When the engine cannot allocate the state (for example a device that is not there).
-    fn new_session(&self) -> Result<Box<dyn Session>, BackendError>;
+    /// When the engine cannot allocate the state (for example a device that is not there and
+    /// [`GpuFallback::Error`]).
+    fn new_session(&self, device: Device) -> Result<Box<dyn Session>, BackendError>;
 }
 
 /// Per-worker inference state; owned by exactly one worker thread.
@@ -63,4 +77,7 @@ pub trait Session: Send {
     /// # Errors
     /// [`BackendError::InvalidInput`] for inputs the engine refuses, [`BackendError::Inference`] otherwise.
     fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+
+    /// The device this session really runs on, after any fallback; describe reports it per worker.
+    fn device(&self) -> Device;
 }

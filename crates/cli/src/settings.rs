@@ -41,11 +41,14 @@ const KNOWN_KEYS: &[&str] = &[
     "onnxruntime_lib",
     "intra_op_threads",
     "allowed_urls",
-    "max_model_download_size",
     "header_read_timeout",
     "body_read_timeout",
     "certificate_file",
     "private_key_file",
+    "max_model_download_size",
+    "number_of_gpu",
+    "gpu_fallback",
+    "tensorrt_fp16",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -219,6 +222,12 @@ impl Layers {
                     .number("max_model_download_size", defaults.download_limits.max_bytes)?,
                 ..defaults.download_limits.clone()
             },
+            number_of_gpu: self.number("number_of_gpu", defaults.number_of_gpu)?,
+            gpu_fallback: self
+                .get("gpu_fallback")
+                .map_or(Ok(defaults.gpu_fallback), str::parse)
+                .map_err(|e: String| anyhow::anyhow!(e))?,
+            tensorrt_fp16: self.flag("tensorrt_fp16")?,
             ..defaults
         };
         if engine.job_queue_size == 0 {
@@ -447,5 +456,26 @@ mod tests {
         let mut layers = Layers::default();
         layers.set("job_queue_size", "lots");
         assert!(layers.resolve().unwrap_err().to_string().contains("job_queue_size"));
+    }
+
+    #[test]
+    fn gpu_keys() {
+        use oxserve_backend::GpuFallback;
+        let r = Layers::default().resolve().unwrap();
+        assert_eq!(
+            (r.engine.number_of_gpu, r.engine.gpu_fallback, r.engine.tensorrt_fp16),
+            (0, GpuFallback::Cpu, false)
+        );
+        let mut layers = Layers::default();
+        layers.set("number_of_gpu", "2");
+        layers.set("gpu_fallback", "error");
+        layers.set("tensorrt_fp16", "true");
+        let r = layers.resolve().unwrap();
+        assert_eq!(
+            (r.engine.number_of_gpu, r.engine.gpu_fallback, r.engine.tensorrt_fp16),
+            (2, GpuFallback::Error, true)
+        );
+        layers.set("gpu_fallback", "maybe");
+        assert!(layers.resolve().unwrap_err().to_string().contains("gpu_fallback"));
     }
 }

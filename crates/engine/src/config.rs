@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use oxserve_backend::{Device, GpuFallback};
 use serde::Deserialize;
 
 use crate::archive::UnpackLimits;
@@ -44,6 +45,16 @@ pub struct EngineConfig {
     pub allowed_urls: AllowList,
     /// Size and time limits of those downloads.
     pub download_limits: DownloadLimits,
+    /// GPUs workers may use (`number_of_gpu`): a model with `deviceType: gpu` and no `deviceIds`
+    /// spreads its workers over GPUs `0..number_of_gpu`, and `deviceIds` must lie below it. 0 (the
+    /// default: oxserve does not probe for GPUs) means unknown: such a model uses GPU 0, and the
+    /// engine finds out whether it is there.
+    pub number_of_gpu: usize,
+    /// What happens when a GPU is asked for but cannot be used (`gpu_fallback`): a logged CPU
+    /// fallback (default) or a load error.
+    pub gpu_fallback: GpuFallback,
+    /// Let TensorRT build FP16 kernels on GPUs for models that do not say (`tensorrt_fp16`).
+    pub tensorrt_fp16: bool,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +72,9 @@ impl Default for EngineConfig {
             default_intra_op_threads: None,
             allowed_urls: AllowList::default(),
             download_limits: DownloadLimits::default(),
+            number_of_gpu: 0,
+            gpu_fallback: GpuFallback::Cpu,
+            tensorrt_fp16: false,
         }
     }
 }
@@ -74,6 +88,47 @@ pub enum DeviceType {
     Cpu,
     /// A GPU; the embedded engine has none and refuses such a model at load.
     Gpu,
+}
+
+/// The devices a model's workers are spread over, in order: worker `k` runs on
+/// `plan[k % plan.len()]` ([`worker_device`]), TorchServe's round-robin. On a GPU: `deviceIds` when
+/// given, else GPUs `0..number_of_gpu`, else GPU 0 (nothing is known about the machine; the engine
+/// tries it and falls back or fails as `gpu_fallback` says).
+///
+/// # Errors
+/// A device id at or beyond a known `number_of_gpu`, or `deviceIds` given for a CPU model.
+pub fn device_plan(
+    device_type: DeviceType,
+    device_ids: &[u32],
+    number_of_gpu: usize,
+) -> Result<Vec<Device>, String> {
+    match device_type {
+        DeviceType::Cpu if device_ids.is_empty() => Ok(vec![Device::Cpu]),
+        DeviceType::Cpu => Err(format!(
+            "deviceIds {device_ids:?} are given but deviceType is cpu; set deviceType: gpu"
+        )),
+        DeviceType::Gpu if !device_ids.is_empty() => {
+            if let Some(id) = device_ids.iter().find(|id| {
+                number_of_gpu > 0 && usize::try_from(**id).map_or(true, |i| i >= number_of_gpu)
+            }) {
+                return Err(format!(
+                    "deviceIds names GPU {id}, but number_of_gpu is {number_of_gpu} (GPUs 0 to {})",
+                    number_of_gpu - 1
+                ));
+            }
+            Ok(device_ids.iter().map(|id| Device::Gpu(*id)).collect())
+        }
+        DeviceType::Gpu if number_of_gpu > 0 => {
+            let ids = u32::try_from(number_of_gpu).map_err(|_| "number_of_gpu is too large")?;
+            Ok((0..ids).map(Device::Gpu).collect())
+        }
+        DeviceType::Gpu => Ok(vec![Device::Gpu(0)]),
+    }
+}
+
+/// The device of the `k`-th worker started for a model (counting from 0 over its lifetime).
+pub fn worker_device(plan: &[Device], k: usize) -> Device {
+    if plan.is_empty() { Device::Cpu } else { plan[k % plan.len()] }
 }
 
 /// One layer of model settings; `None` means "not set here".
@@ -104,6 +159,9 @@ pub struct ModelOverrides {
     pub engine: Option<String>,
     /// Intra-op threads of each worker's session (ONNX Runtime; tract runs one).
     pub intra_op_threads: Option<usize>,
+    /// On a GPU, let TensorRT build FP16 kernels (ONNX Runtime's GPU build); server default
+    /// `tensorrt_fp16`.
+    pub tensorrt_fp16: Option<bool>,
     /// Most requests of this model in the server at once, from body read to answer (queued, being
     /// decoded or running); beyond it requests are refused with 503 at once. Unset: only the queue
     /// bounds them.
@@ -129,6 +187,7 @@ impl ModelOverrides {
             mar_name,
             engine,
             intra_op_threads,
+            tensorrt_fp16,
             max_concurrent_requests
         );
     }
@@ -211,6 +270,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "deviceIds",
     "engine",
     "intraOpThreads",
+    "tensorrtFp16",
     "maxConcurrentRequests",
 ];
 
@@ -257,7 +317,7 @@ mod tests {
         let cfg = ModelConfigFile::parse(
             "minWorkers: 2\nmaxWorkers: 4\nbatchSize: 8\nmaxBatchDelay: 50\nresponseTimeout: 30\n\
              jobQueueSize: 7\ndeviceType: gpu\ndeviceIds: [0, 1]\ncustomKey: hello\npt2:\n  compile: true\n\
-             engine: onnxruntime\nintraOpThreads: 2\n",
+             engine: onnxruntime\nintraOpThreads: 2\ntensorrtFp16: true\n",
         )
         .unwrap();
         assert_eq!(cfg.overrides.min_workers, Some(2));
@@ -271,6 +331,8 @@ mod tests {
         assert_eq!(cfg.handler_config["customKey"], "hello");
         assert_eq!(cfg.overrides.engine.as_deref(), Some("onnxruntime"));
         assert_eq!(cfg.overrides.intra_op_threads, Some(2));
+        assert_eq!(cfg.overrides.tensorrt_fp16, Some(true));
+        assert!(!cfg.handler_config.contains_key("tensorrtFp16"));
         assert!(!cfg.handler_config.contains_key("engine"));
         assert_eq!(cfg.handler_config["pt2"]["compile"], true);
     }
@@ -298,6 +360,37 @@ mod tests {
         assert_eq!(s.job_queue_size, 100);
         assert_eq!(s.max_batch_delay, Duration::from_millis(100));
         assert_eq!(s.response_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn workers_are_spread_over_gpus_round_robin() {
+        let cpu = device_plan(DeviceType::Cpu, &[], 4).unwrap();
+        assert_eq!(cpu, vec![Device::Cpu]);
+        assert_eq!(
+            (0..3).map(|k| worker_device(&cpu, k)).collect::<Vec<_>>(),
+            vec![Device::Cpu; 3]
+        );
+        // deviceIds win over number_of_gpu, in the order given.
+        let ids = device_plan(DeviceType::Gpu, &[2, 0], 4).unwrap();
+        let five: Vec<Device> = (0..5).map(|k| worker_device(&ids, k)).collect();
+        use Device::Gpu;
+        assert_eq!(five, vec![Gpu(2), Gpu(0), Gpu(2), Gpu(0), Gpu(2)]);
+        // Without deviceIds: 0..number_of_gpu.
+        let all = device_plan(DeviceType::Gpu, &[], 3).unwrap();
+        let four: Vec<Device> = (0..4).map(|k| worker_device(&all, k)).collect();
+        assert_eq!(four, vec![Gpu(0), Gpu(1), Gpu(2), Gpu(0)]);
+        // Nothing known about the machine: GPU 0; any id is allowed.
+        assert_eq!(device_plan(DeviceType::Gpu, &[], 0).unwrap(), vec![Gpu(0)]);
+        assert_eq!(device_plan(DeviceType::Gpu, &[7], 0).unwrap(), vec![Gpu(7)]);
+    }
+
+    #[test]
+    fn impossible_device_plans_are_refused() {
+        let err = device_plan(DeviceType::Gpu, &[0, 2], 2).unwrap_err();
+        assert!(err.contains("GPU 2") && err.contains("number_of_gpu is 2"), "{err}");
+        let err = device_plan(DeviceType::Cpu, &[1], 2).unwrap_err();
+        assert!(err.contains("deviceType"), "{err}");
+        assert_eq!(worker_device(&[], 5), Device::Cpu);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::archive::{UnpackedModel, unpack};
 use crate::batcher::BatchPolicy;
-use crate::config::{DeviceType, EngineConfig, ModelConfigFile, ModelOverrides, ModelSettings};
+use crate::config::{
+    DeviceType, EngineConfig, ModelConfigFile, ModelOverrides, ModelSettings, device_plan,
+};
 use crate::error::{EngineError, Result};
 use crate::handler::{Handler, HandlerContext, HandlerRegistry, Payload, Prediction};
 use crate::metrics::{Metrics, ModelMetrics, Outcome, RequestTimings};
@@ -87,18 +89,31 @@ impl ModelVersion {
         let settings = overrides.resolve(config).map_err(EngineError::InvalidArgument)?;
         let wanted = overrides.engine.as_deref().unwrap_or(&config.default_engine);
         let backend = pick_backend(backends, wanted)?;
-        if settings.device_type == DeviceType::Gpu {
-            return Err(EngineError::Load(format!(
-                "model {name} asks for deviceType gpu, but the {} engine runs on the CPU only",
-                backend.name()
-            )));
-        }
+        let devices = device_plan(settings.device_type, &settings.device_ids, config.number_of_gpu)
+            .map_err(|e| EngineError::InvalidArgument(format!("model {name}: {e}")))?;
         let model_path = files.serialized_file().ok_or_else(|| {
             EngineError::Load(format!("the archive of model {name} names no serialized model file"))
         })?;
         check_is_onnx(&model_path)?;
         let intra_threads = overrides.intra_op_threads.or(config.default_intra_op_threads);
-        let model = backend.load(&ModelSource { path: model_path, intra_threads })?;
+        // Loaded on the first worker's device, so that a GPU that cannot be used (with
+        // `gpu_fallback=error`) or an engine without GPUs fails the registration, not just workers.
+        let model = backend
+            .load(&ModelSource {
+                path: model_path,
+                intra_threads,
+                device: devices[0],
+                gpu_fallback: config.gpu_fallback,
+                tensorrt_fp16: overrides.tensorrt_fp16.unwrap_or(config.tensorrt_fp16),
+            })
+            .map_err(|e| match e {
+                // A model that does not load is the client's to fix (TorchServe's ModelLoadException,
+                // a 400 with the reason), not an internal error.
+                oxserve_backend::BackendError::Load { .. } => {
+                    EngineError::Load(format!("model {name}: {e}"))
+                }
+                other => other.into(),
+            })?;
         tracing::info!(model = %name, version = %version, engine = backend.name(), asked = wanted, "engine chosen");
         let handler_name = manifest.model.handler.clone().unwrap_or_default();
         let handler = handlers.create(
@@ -118,8 +133,13 @@ impl ModelVersion {
         };
         let queue = Arc::new(JobQueue::new(name.clone(), settings.job_queue_size, policy));
         let metrics = Arc::new(metrics.for_model(&name, &version));
-        let pool =
-            WorkerPool::new(label, Arc::clone(&queue), Arc::clone(&model), Arc::clone(&metrics));
+        let pool = WorkerPool::new(
+            label,
+            Arc::clone(&queue),
+            Arc::clone(&model),
+            Arc::clone(&metrics),
+            devices,
+        );
         Ok(Self {
             name,
             version,
@@ -418,7 +438,8 @@ impl ModelVersion {
                     status: w.status.as_str(),
                     memory_usage: memory,
                     pid,
-                    gpu: false,
+                    gpu: w.device.is_gpu(),
+                    device: w.device.to_string(),
                     gpu_usage: "N/A",
                 })
                 .collect(),
@@ -576,7 +597,11 @@ pub struct WorkerDescription {
     /// Resident memory of the server process: workers are threads, so they share it.
     pub memory_usage: u64,
     pub pid: u32,
+    /// Whether the worker's session runs on a GPU (after any fallback to the CPU).
     pub gpu: bool,
+    /// Where the worker's session runs: `cpu` or `gpu:N`; before its session exists, where it was
+    /// assigned to run.
+    pub device: String,
     pub gpu_usage: &'static str,
 }
 

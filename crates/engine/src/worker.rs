@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use oxserve_backend::{LoadedModel, Session, Tensor};
+use oxserve_backend::{Device, LoadedModel, Session, Tensor};
 use tracing::{error, info, warn};
 
+use crate::config::worker_device;
 use crate::error::{EngineError, Result};
 use crate::metrics::ModelMetrics;
 use crate::queue::{Job, JobOutput, JobQueue};
@@ -64,6 +65,8 @@ struct Shared {
     status: AtomicU8,
     /// Set by the pool to ask the worker to exit after its current batch.
     stop: AtomicBool,
+    /// The device the worker was assigned, replaced by the one its session really runs on.
+    device: std::sync::Mutex<Device>,
 }
 
 impl Shared {
@@ -94,6 +97,8 @@ pub struct WorkerInfo {
     pub started_at: SystemTime,
     /// Current status.
     pub status: WorkerStatus,
+    /// Where its session runs (after any CPU fallback), or where it was assigned before that.
+    pub device: Device,
 }
 
 /// The worker threads of one model version.
@@ -103,6 +108,8 @@ pub(crate) struct WorkerPool {
     queue: Arc<JobQueue>,
     model: Arc<dyn LoadedModel>,
     metrics: Arc<ModelMetrics>,
+    /// Devices assigned round-robin by worker number ([`worker_device`]).
+    devices: Vec<Device>,
     workers: Vec<Worker>,
     next_id: usize,
 }
@@ -113,8 +120,9 @@ impl WorkerPool {
         queue: Arc<JobQueue>,
         model: Arc<dyn LoadedModel>,
         metrics: Arc<ModelMetrics>,
+        devices: Vec<Device>,
     ) -> Self {
-        Self { label, queue, model, metrics, workers: Vec::new(), next_id: 0 }
+        Self { label, queue, model, metrics, devices, workers: Vec::new(), next_id: 0 }
     }
 
     /// Workers not asked to stop.
@@ -152,6 +160,7 @@ impl WorkerPool {
                 id: w.id.clone(),
                 started_at: w.started_at,
                 status: w.shared.get(),
+                device: *w.shared.device.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
             })
             .collect()
     }
@@ -201,11 +210,13 @@ impl WorkerPool {
 
     fn spawn(&mut self) {
         let id = format!("W-{}-{}", self.label, self.next_id);
+        let device = worker_device(&self.devices, self.next_id);
         self.next_id += 1;
         let shared = Arc::new(Shared {
             status: AtomicU8::new(WorkerStatus::Starting as u8),
             stop: AtomicBool::new(false),
             error: std::sync::Mutex::new(None),
+            device: std::sync::Mutex::new(device),
         });
         let thread = {
             let (queue, model, shared, id) =
@@ -213,7 +224,7 @@ impl WorkerPool {
             let metrics = Arc::clone(&self.metrics);
             std::thread::Builder::new()
                 .name(id.clone())
-                .spawn(move || run_worker(&id, &queue, &*model, &shared, &metrics))
+                .spawn(move || run_worker(&id, device, &queue, &*model, &shared, &metrics))
         };
         match thread {
             Ok(handle) => self.workers.push(Worker {
@@ -243,6 +254,7 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
 fn run_worker(
     id: &str,
+    device: Device,
     queue: &JobQueue,
     model: &dyn LoadedModel,
     shared: &Shared,
@@ -254,12 +266,19 @@ fn run_worker(
     while !shared.stop.load(Ordering::Acquire) {
         let Some(active) = session.as_mut() else {
             let loading = Instant::now();
-            match model.new_session() {
+            match model.new_session(device) {
                 Ok(s) => {
+                    let runs_on = s.device();
+                    *shared.device.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        runs_on;
                     session = Some(s);
                     shared.set(WorkerStatus::Ready);
                     metrics.worker_loaded(id, loading.elapsed());
-                    info!(worker = id, "worker ready");
+                    if runs_on == device {
+                        info!(worker = id, device = %runs_on, "worker ready");
+                    } else {
+                        warn!(worker = id, asked = %device, device = %runs_on, "worker ready on a fallback device");
+                    }
                     pause = Duration::from_millis(250);
                 }
                 Err(e) => {

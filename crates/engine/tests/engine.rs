@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use oxserve_backend::{
-    Backend, BackendError, LoadedModel, ModelSource, Session, Signature, Tensor, TensorData,
+    Backend, BackendError, Device, LoadedModel, ModelSource, Session, Signature, Tensor, TensorData,
 };
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
@@ -58,12 +58,12 @@ impl LoadedModel for CountingModel {
     fn signature(&self) -> &Signature {
         self.inner.signature()
     }
-    fn new_session(&self) -> Result<Box<dyn Session>, BackendError> {
+    fn new_session(&self, device: Device) -> Result<Box<dyn Session>, BackendError> {
         if self.broken_sessions {
             return Err(BackendError::Inference("the device is gone".into()));
         }
         Ok(Box::new(CountingSession {
-            inner: self.inner.new_session()?,
+            inner: self.inner.new_session(device)?,
             rows: Arc::clone(&self.rows),
             runs: Arc::clone(&self.runs),
         }))
@@ -78,6 +78,9 @@ impl Session for CountingSession {
         self.rows.fetch_add(inputs[0].rows(), Ordering::SeqCst);
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.inner.run(inputs)
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
     }
 }
 
@@ -237,7 +240,7 @@ async fn a_model_that_cannot_load_is_a_clear_error() {
         HandlerRegistry::with_builtins(),
     ));
     let err = registry.register_path(bad, RegisterRequest::default()).await.unwrap_err();
-    assert!(matches!(err, EngineError::Backend(BackendError::Load { .. })), "{err:?}");
+    assert!(matches!(&err, EngineError::Load(m) if m.contains("bad.onnx")), "{err:?}");
     assert!(registry.list().is_empty());
 }
 
@@ -316,5 +319,60 @@ async fn a_model_scaled_to_zero_refuses_new_requests() {
     v.scale(0, 0);
     let err = v.infer(rows_of(1, 0.5, 64), &RequestOptions::default()).await.unwrap_err();
     assert!(matches!(&err, EngineError::Unavailable(m) if m.contains("no workers")), "{err:?}");
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tract_refuses_a_gpu_model_with_a_clear_error() {
+    use oxserve_engine::config::DeviceType;
+    let registry = Arc::new(Registry::new(
+        EngineConfig::default(),
+        Arc::new(TractBackend),
+        HandlerRegistry::with_builtins(),
+    ));
+    // Even with the default CPU fallback: asking tract for a GPU is a mistake, not a missing GPU.
+    for ids in [None, Some(vec![1])] {
+        let request = RegisterRequest {
+            model_name: Some("m".into()),
+            overrides: ModelOverrides {
+                device_type: Some(DeviceType::Gpu),
+                device_ids: ids.clone(),
+                ..Default::default()
+            },
+            synchronous: true,
+            ..Default::default()
+        };
+        let err = registry
+            .register_path(fixture("examples/models/tiny.onnx"), request)
+            .await
+            .expect_err("tract has no GPU");
+        let text = err.to_string();
+        let asked = format!("gpu:{}", ids.map_or(0, |v| v[0]));
+        assert!(text.contains("CPU only") && text.contains(&asked), "{text}");
+        assert!(text.contains("engine: onnxruntime"), "{text}");
+    }
+    // deviceIds beyond a known number_of_gpu are refused before the engine is asked.
+    let config = EngineConfig { number_of_gpu: 2, ..EngineConfig::default() };
+    let registry =
+        Arc::new(Registry::new(config, Arc::new(TractBackend), HandlerRegistry::with_builtins()));
+    let request = RegisterRequest {
+        model_name: Some("m".into()),
+        overrides: ModelOverrides {
+            device_type: Some(DeviceType::Gpu),
+            device_ids: Some(vec![0, 3]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = registry.register_path(fixture("examples/models/tiny.onnx"), request).await;
+    let text = err.expect_err("GPU 3 of 2").to_string();
+    assert!(text.contains("GPU 3") && text.contains("number_of_gpu is 2"), "{text}");
+    // A CPU model's workers say where they run.
+    let request =
+        RegisterRequest { model_name: Some("c".into()), synchronous: true, ..Default::default() };
+    let v = registry.register_path(fixture("examples/models/tiny.onnx"), request).await.unwrap();
+    let workers = v.describe().workers;
+    assert_eq!(workers.len(), 1);
+    assert_eq!((workers[0].device.as_str(), workers[0].gpu), ("cpu", false));
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxserve_backend::{Backend, ModelSource, Tensor, TensorData};
+use oxserve_backend::{Backend, Device, ModelSource, Tensor, TensorData};
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
 use oxserve_engine::handler::HandlerRegistry;
@@ -31,13 +31,13 @@ fn row() -> Vec<f32> {
 /// Requests per second of `threads` threads each running batch-1 inference on their own session.
 fn in_process(threads: usize, per_thread: usize) -> f64 {
     let model =
-        TractBackend.load(&ModelSource { path: model_path(), intra_threads: None }).unwrap();
+        TractBackend.load(&ModelSource { path: model_path(), ..ModelSource::default() }).unwrap();
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
             let model = Arc::clone(&model);
             s.spawn(move || {
-                let mut session = model.new_session().unwrap();
+                let mut session = model.new_session(Device::Cpu).unwrap();
                 for _ in 0..per_thread {
                     let t = Tensor::new(vec![1, 64], TensorData::F32(row())).unwrap();
                     std::hint::black_box(session.run(vec![t]).unwrap());
