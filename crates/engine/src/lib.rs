@@ -28,7 +28,9 @@ pub mod system;
 mod worker;
 
 pub use error::{EngineError, Result};
-pub use model::{Description, JobQueueStatus, ModelVersion, RequestOptions, WorkerDescription};
+pub use model::{
+    Admission, Description, JobQueueStatus, ModelVersion, RequestOptions, WorkerDescription,
+};
 pub use queue::JobOutput;
 pub use registry::{RegisterRequest, Registry};
 pub use worker::WorkerStatus;

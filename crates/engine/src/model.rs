@@ -43,8 +43,9 @@ pub struct ModelVersion {
     handler_name: String,
     /// Intra-op threads asked of the engine per session (`None`: its default).
     intra_op_threads: Option<usize>,
-    /// Admission permits, when `maxConcurrentRequests` is set; a request holds one until answered.
-    admission: Option<(Arc<tokio::sync::Semaphore>, usize)>,
+    /// Admission permits: a request holds one from before its body is read until it is answered,
+    /// so a burst of clients cannot make the server hold more bodies than it could ever queue.
+    admission: Admissions,
     loaded_at_startup: bool,
     model: Arc<dyn LoadedModel>,
     handler: Arc<dyn Handler>,
@@ -148,10 +149,10 @@ impl ModelVersion {
             handler_name: if handler_name.is_empty() { "tensor".into() } else { handler_name },
             loaded_at_startup: spec.loaded_at_startup,
             intra_op_threads: intra_threads,
-            admission: overrides
-                .max_concurrent_requests
-                .filter(|n| *n > 0)
-                .map(|n| (Arc::new(tokio::sync::Semaphore::new(n)), n)),
+            admission: Admissions::new(
+                overrides.max_concurrent_requests.filter(|n| *n > 0),
+                settings.job_queue_size + settings.max_workers * settings.batch_size,
+            ),
             model,
             handler,
             settings: Mutex::new(settings),
@@ -233,6 +234,8 @@ impl ModelVersion {
             let mut settings = lock(&self.settings);
             settings.min_workers = min_workers;
             settings.max_workers = max_workers.max(min_workers);
+            self.admission
+                .fit(settings.job_queue_size + settings.max_workers * settings.batch_size);
         }
         self.pool().scale_to(min_workers);
     }
@@ -265,11 +268,23 @@ impl ModelVersion {
     /// [`EngineError::InvalidInput`] for tensors that do not fit, [`EngineError::Overloaded`] when the
     /// queue is full, [`EngineError::Timeout`] when no answer came in time.
     pub async fn infer(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
+        let admission = self.admit(options)?;
+        self.infer_admitted(admission, inputs, options).await
+    }
+
+    /// As [`Self::infer`], for a request admitted with [`Self::admit`] before its body was read.
+    ///
+    /// # Errors
+    /// As [`Self::infer`].
+    pub async fn infer_admitted(
+        &self,
+        admission: Admission,
+        inputs: Vec<Tensor>,
+        options: &RequestOptions,
+    ) -> Result<JobOutput> {
         let mut record = Recorder::new(&self.metrics, options.request_id.as_deref());
-        let result = match self.admit() {
-            Ok(_permit) => self.submit(inputs, options).await,
-            Err(e) => Err(e),
-        };
+        let result = self.submit(inputs, options).await;
+        drop(admission);
         match &result {
             Ok(output) => record.answered(RequestTimings {
                 queue: output.queue_time,
@@ -282,13 +297,27 @@ impl ModelVersion {
         result
     }
 
-    /// Takes an admission permit when the model has a concurrency limit.
-    fn admit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
-        let Some((permits, limit)) = &self.admission else { return Ok(None) };
-        Arc::clone(permits)
-            .try_acquire_owned()
-            .map(Some)
-            .map_err(|_| EngineError::TooManyRequests { model: self.name.clone(), limit: *limit })
+    /// Takes a place among the model's requests in flight, or refuses at once: with
+    /// [`EngineError::TooManyRequests`] past `maxConcurrentRequests`, else with
+    /// [`EngineError::Overloaded`] past what the queue and the workers' batches can hold. Servers
+    /// call it before reading a request body, so a refused request costs no body read, and the
+    /// bodies held at once stay within that bound whatever the number of clients.
+    ///
+    /// # Errors
+    /// As above; the refusal is counted in the model's metrics.
+    pub fn admit(&self, options: &RequestOptions) -> Result<Admission> {
+        self.admission.take().map_err(|limit| {
+            let e = if self.admission.user_limit {
+                EngineError::TooManyRequests { model: self.name.clone(), limit }
+            } else {
+                EngineError::Overloaded {
+                    model: self.name.clone(),
+                    capacity: lock(&self.settings).job_queue_size,
+                }
+            };
+            Recorder::new(&self.metrics, options.request_id.as_deref()).failed(&e);
+            e
+        })
     }
 
     async fn submit(&self, inputs: Vec<Tensor>, options: &RequestOptions) -> Result<JobOutput> {
@@ -334,11 +363,23 @@ impl ModelVersion {
         payload: Payload,
         options: &RequestOptions,
     ) -> Result<(Prediction, RequestTimings)> {
+        let admission = self.admit(options)?;
+        self.predict_admitted(admission, payload, options).await
+    }
+
+    /// As [`Self::predict`], for a request admitted with [`Self::admit`] before its body was read.
+    ///
+    /// # Errors
+    /// As [`Self::predict`].
+    pub async fn predict_admitted(
+        &self,
+        admission: Admission,
+        payload: Payload,
+        options: &RequestOptions,
+    ) -> Result<(Prediction, RequestTimings)> {
         let mut record = Recorder::new(&self.metrics, options.request_id.as_deref());
-        let result = match self.admit() {
-            Ok(_permit) => self.run_handler(payload, options).await,
-            Err(e) => Err(e),
-        };
+        let result = self.run_handler(payload, options).await;
+        drop(admission);
         match &result {
             Ok((_, timings)) => record.answered(*timings),
             Err(e) => record.failed(e),
@@ -612,4 +653,50 @@ pub struct WorkerDescription {
 pub struct JobQueueStatus {
     pub remaining_capacity: usize,
     pub pending_requests: usize,
+}
+
+/// A request's place among its model's requests in flight; released on drop.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The permits behind [`ModelVersion::admit`].
+#[derive(Debug)]
+struct Admissions {
+    permits: Arc<tokio::sync::Semaphore>,
+    /// Permits issued in all; grows when the model is scaled up.
+    limit: std::sync::atomic::AtomicUsize,
+    /// Whether the limit is the user's `maxConcurrentRequests` (fixed) rather than derived.
+    user_limit: bool,
+}
+
+impl Admissions {
+    fn new(user: Option<usize>, derived: usize) -> Self {
+        let limit = user.unwrap_or(derived).max(1);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit: limit.into(),
+            user_limit: user.is_some(),
+        }
+    }
+
+    /// Raises a derived limit to `derived` (scaling up adds room; scaling down keeps it, the queue
+    /// still bounds what waits).
+    fn fit(&self, derived: usize) {
+        if self.user_limit {
+            return;
+        }
+        let before = self.limit.fetch_max(derived, std::sync::atomic::Ordering::AcqRel);
+        if derived > before {
+            self.permits.add_permits(derived - before);
+        }
+    }
+
+    fn take(&self) -> std::result::Result<Admission, usize> {
+        Arc::clone(&self.permits)
+            .try_acquire_owned()
+            .map(|permit| Admission { _permit: permit })
+            .map_err(|_| self.limit.load(std::sync::atomic::Ordering::Acquire))
+    }
 }

@@ -38,10 +38,13 @@ async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let version = state.registry.get(model, version)?;
+    let options = crate::observe::options(&headers);
+    // Admitted before the body is read: a refused request costs no read, and the bodies held at
+    // once stay within what the model can queue.
+    let admission = version.admit(&options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let payload = payload(&headers, bytes).await?;
-    let (prediction, timings) =
-        version.predict(payload, &crate::observe::options(&headers)).await?;
+    let (prediction, timings) = version.predict_admitted(admission, payload, &options).await?;
     if prediction.body.len() > state.config.max_response_size {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -239,6 +239,9 @@ async fn run_infer(
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
     let v = state.registry.get(model, version)?;
+    let mut options = crate::observe::options(&headers);
+    // Admitted before the body is read, as on the TorchServe path.
+    let admission = v.admit(&options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let (json_part, binary) = split_binary(&headers, &bytes)?;
     let request: InferRequest = serde_json::from_slice(&json_part)
@@ -259,14 +262,13 @@ async fn run_infer(
             Some(requested_outputs(&v, wanted)?)
         }
     };
-    let mut options = crate::observe::options(&headers);
     if let Some(value) = request.parameters.as_ref().and_then(|p| p.get("timeout")) {
         let us = value.as_u64().ok_or_else(|| {
             ApiError::bad_request(format!("parameter timeout must be microseconds, got {value}"))
         })?;
         shorten(&mut options, us);
     }
-    let output = v.infer(inputs, &options).await?;
+    let output = v.infer_admitted(admission, inputs, &options).await?;
     let timings = oxserve_engine::metrics::RequestTimings {
         queue: output.queue_time,
         inference: output.inference_time,

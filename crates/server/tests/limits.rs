@@ -156,3 +156,71 @@ async fn https_listeners_serve_with_the_configured_certificate() {
     let err = oxserve_server::Server::bind(config, registry).await.unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Ten times the queue size of clients, each sending a 4 MB body to a slow model: requests beyond
+/// what the model can hold are refused before their bodies are read, so the server's peak memory
+/// stays under queue × max_request_size + 50 MB (security-tests §4 D13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_times_the_queue_of_clients_keeps_memory_bounded() {
+    const QUEUE: usize = 10;
+    let mut options = Options::default();
+    options.engine =
+        oxserve_engine::config::EngineConfig { job_queue_size: QUEUE, ..Default::default() };
+    options.models = vec![common::model("slow", "slow.onnx")];
+    let server = TestServer::start(options).await;
+    // Valid JSON padded with whitespace to 4 MB; one buffer shared by every client.
+    let mut text = String::from("[[1.0]");
+    text.push_str(&" ".repeat(4 << 20));
+    text.push(']');
+    let body = bytes::Bytes::from(text);
+    let baseline = rss_kib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let sampler = {
+        let peak = std::sync::Arc::clone(&peak);
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let url = format!("{}/predictions/slow", server.inference);
+    let tasks: Vec<_> = (0..10 * QUEUE)
+        .map(|_| {
+            let (client, url, body) = (server.client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                client.post(url).body(body).send().await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let (mut ok, mut refused, mut reset) = (0, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(200) => ok += 1,
+            Ok(503) => refused += 1,
+            // Answered 503 before the body was read, the connection is closed while the client is
+            // still sending; some clients then see the reset instead of the answer.
+            Err(_) => reset += 1,
+            Ok(other) => panic!("unexpected status {other}"),
+        }
+    }
+    sampler.abort();
+    let grown_mib = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline) / 1024;
+    eprintln!(
+        "{ok} answered, {refused} refused at once, {reset} reset; peak RSS growth {grown_mib} MiB"
+    );
+    assert!(ok >= 1 && refused + reset >= 1, "ok={ok} refused={refused} reset={reset}");
+    let bound_mib = (QUEUE * 6_553_500 / (1 << 20) + 50) as u64;
+    assert!(grown_mib < bound_mib, "peak RSS grew {grown_mib} MiB, bound {bound_mib} MiB");
+    server.stop().await;
+}

@@ -104,9 +104,14 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::logging::init();
+    // Handler decoding and preprocessing run on the blocking pool and are CPU-bound: more than a few
+    // threads per core only add memory and context switches, and tokio's default of 512 let an
+    // overload burst start hundreds of threads (seen in the soak run). Work beyond waits its turn.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("oxserve-io")
+        .max_blocking_threads((4 * cores).max(8))
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
