@@ -173,10 +173,14 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_times_the_queue_of_clients_keeps_memory_bounded() {
     const QUEUE: usize = 10;
-    let mut options = Options::default();
-    options.engine =
-        oxserve_engine::config::EngineConfig { job_queue_size: QUEUE, ..Default::default() };
-    options.models = vec![common::model("slow", "slow.onnx")];
+    let options = Options {
+        engine: oxserve_engine::config::EngineConfig {
+            job_queue_size: QUEUE,
+            ..Default::default()
+        },
+        models: vec![common::model("slow", "slow.onnx")],
+        ..Options::default()
+    };
     let server = TestServer::start(options).await;
     // Valid JSON padded with whitespace to 4 MB; one buffer shared by every client.
     let mut text = String::from("[[1.0]");

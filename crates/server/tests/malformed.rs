@@ -201,7 +201,7 @@ async fn send_all(server: &TestServer, base: &str, cases: Vec<Case>) -> BTreeMap
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_malformed_requests_per_family_get_4xx_and_the_server_carries_on() {
     let server = TestServer::default().await;
-    let mut rng = Rng(0x5EED_0F_0A5E);
+    let mut rng = Rng(0x005E_ED0F_0A5E);
     let rss_before = rss_kib();
 
     let v2: Vec<Case> = (0..CASES)
