@@ -162,6 +162,16 @@ impl Context {
         crate::auth::check(keys, needed, crate::auth::bearer(value)).map_err(Status::from)
     }
 
+    /// A model version by the name and version string a gRPC request carries (empty version:
+    /// the default one).
+    fn model(
+        &self,
+        name: &str,
+        version_string: &str,
+    ) -> Result<std::sync::Arc<oxserve_engine::ModelVersion>, Status> {
+        self.state.registry.get(name, version(version_string)).map_err(crate::error::grpc_status)
+    }
+
     /// Whether the server is ready: every model has its minimum workers and it is not draining.
     fn ready(&self) -> bool {
         !self.state.draining.load(std::sync::atomic::Ordering::Acquire)

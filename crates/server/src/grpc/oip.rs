@@ -20,7 +20,7 @@ use super::proto::inference::{
     ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse,
     ServerReadyRequest, ServerReadyResponse,
 };
-use super::{Context, options, version};
+use super::{Context, options};
 use crate::auth::KeyKind;
 use crate::error::{ApiError, grpc_status};
 use crate::v2::{Inputs, raw_tensor, requested_outputs, shorten};
@@ -54,7 +54,7 @@ impl GrpcInferenceService for Oip {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         self.0.admit(&request, KeyKind::Inference)?;
         let r = request.into_inner();
-        let v = self.0.state.registry.get(&r.name, version(&r.version)).map_err(grpc_status)?;
+        let v = self.0.model(&r.name, &r.version)?;
         Ok(Response::new(ModelReadyResponse { ready: crate::v2::not_ready_reason(&v).is_none() }))
     }
 
@@ -77,7 +77,7 @@ impl GrpcInferenceService for Oip {
         self.0.admit(&request, KeyKind::Inference)?;
         let r = request.into_inner();
         let registry = &self.0.state.registry;
-        let v = registry.get(&r.name, version(&r.version)).map_err(grpc_status)?;
+        let v = self.0.model(&r.name, &r.version)?;
         let versions = registry
             .versions(&r.name)
             .map_err(grpc_status)?
@@ -185,8 +185,7 @@ async fn infer(
         outputs,
         raw_input_contents,
     } = request;
-    let v =
-        context.state.registry.get(&model_name, version(&model_version)).map_err(grpc_status)?;
+    let v = context.model(&model_name, &model_version)?;
     let raw = !raw_input_contents.is_empty();
     if raw && raw_input_contents.len() != inputs.len() {
         return Err(bad(format!(

@@ -33,12 +33,7 @@ impl Inference {
         self.0.admit(&request, KeyKind::Inference)?;
         let options = options(&request);
         let r = request.into_inner();
-        let v = self
-            .0
-            .state
-            .registry
-            .get(&r.model_name, version(&r.model_version))
-            .map_err(grpc_status)?;
+        let v = self.0.model(&r.model_name, &r.model_version)?;
         if r.input.is_empty() {
             return Err(ApiError::bad_request(
                 "input is empty: send the data as input[\"data\"] (or any named parts)",
@@ -146,7 +141,7 @@ impl ManagementApIsService for Management {
         let registry = &self.0.state.registry;
         let versions = match r.model_version.as_str() {
             "all" => registry.versions(&r.model_name).map_err(grpc_status)?,
-            v => vec![registry.get(&r.model_name, version(v)).map_err(grpc_status)?],
+            v => vec![self.0.model(&r.model_name, v)?],
         };
         to_json(&versions.iter().map(|v| v.describe()).collect::<Vec<Description>>())
     }
@@ -217,12 +212,7 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        let v = self
-            .0
-            .state
-            .registry
-            .get(&r.model_name, version(&r.model_version))
-            .map_err(grpc_status)?;
+        let v = self.0.model(&r.model_name, &r.model_version)?;
         let min = count("min_worker", r.min_worker)?.unwrap_or(1);
         let max = count("max_worker", r.max_worker)?.unwrap_or(min);
         if max < min {
