@@ -33,7 +33,6 @@ struct Running {
 }
 
 async fn serve() -> Running {
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let engine = EngineConfig {
         model_store: repo().join("examples/model-store"),
         ..EngineConfig::default()
@@ -54,16 +53,8 @@ async fn serve() -> Running {
         })
         .await
         .unwrap();
-    let config = ServerConfig {
-        inference_address: local,
-        management_address: local,
-        metrics_address: local,
-        grpc_inference_address: local,
-        grpc_management_address: local,
-        enable_model_api: true,
-        auth: None,
-        ..ServerConfig::default()
-    };
+    let config =
+        ServerConfig { enable_model_api: true, auth: None, ..ServerConfig::on_free_ports() };
     let server = Server::bind(config, registry).await.unwrap();
     let running = |addr: SocketAddr| format!("http://{addr}");
     let (inference, management, metrics) = (

@@ -178,7 +178,6 @@ async fn measure(prepared: &Prepared, clients: usize, total: usize) -> Measured 
 }
 
 async fn run(scale: usize) {
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let model =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/image_mean.onnx");
@@ -201,15 +200,10 @@ async fn run(scale: usize) {
     };
     registry.register(request).await.unwrap();
     let config = ServerConfig {
-        inference_address: local,
-        management_address: local,
-        metrics_address: local,
-        grpc_inference_address: local,
-        grpc_management_address: local,
         max_request_size: 64 << 20,
         max_response_size: 64 << 20,
         auth: None,
-        ..ServerConfig::default()
+        ..ServerConfig::on_free_ports()
     };
     let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
     let http = server.inference_addr();

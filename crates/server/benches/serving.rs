@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +61,6 @@ async fn served(
     clients: usize,
     total: usize,
 ) -> Served {
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(model_path(), dir.path().join("tiny.onnx")).unwrap();
     let engine = EngineConfig {
@@ -86,14 +84,7 @@ async fn served(
         ..Default::default()
     };
     registry.register(request).await.unwrap();
-    let config = ServerConfig {
-        inference_address: local,
-        management_address: local,
-        metrics_address: local,
-        grpc_inference_address: local,
-        grpc_management_address: local,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { ..ServerConfig::on_free_ports() };
     let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
     let url = format!("http://{}/predictions/tiny", server.inference_addr());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

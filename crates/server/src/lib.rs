@@ -99,6 +99,22 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The defaults with every listener on 127.0.0.1 port 0, so the OS picks free ports: for tests,
+    /// benchmarks and programs that embed the server and read the addresses back from [`Server`].
+    pub fn on_free_ports() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            inference_address: any,
+            management_address: any,
+            metrics_address: any,
+            grpc_inference_address: any,
+            grpc_management_address: any,
+            ..Self::default()
+        }
+    }
+}
+
 /// What every request handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -113,17 +112,8 @@ impl Served {
             };
             registry.register(request).await.unwrap();
         }
-        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let config = ServerConfig {
-            inference_address: local,
-            management_address: local,
-            metrics_address: local,
-            grpc_inference_address: local,
-            grpc_management_address: local,
-            enable_model_api: true,
-            auth: None,
-            ..ServerConfig::default()
-        };
+        let config =
+            ServerConfig { enable_model_api: true, auth: None, ..ServerConfig::on_free_ports() };
         let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
         let inference = format!("http://{}", server.inference_addr());
         let management = format!("http://{}", server.management_addr());

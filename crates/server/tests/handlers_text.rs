@@ -252,16 +252,7 @@ async fn bench_text_embedding_throughput() {
                 ..RegisterRequest::default()
             };
             registry.register(request).await.unwrap();
-            let local: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-            let server_config = ServerConfig {
-                inference_address: local,
-                management_address: local,
-                metrics_address: local,
-                grpc_inference_address: local,
-                grpc_management_address: local,
-                auth: None,
-                ..ServerConfig::default()
-            };
+            let server_config = ServerConfig { auth: None, ..ServerConfig::on_free_ports() };
             let server = Server::bind(server_config, Arc::clone(&registry)).await.unwrap();
             let url = format!("http://{}/predictions/minilm", server.inference_addr());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

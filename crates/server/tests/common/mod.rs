@@ -2,7 +2,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -81,18 +80,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
         Self {
             engine: EngineConfig::default(),
             server: ServerConfig {
-                inference_address: local,
-                management_address: local,
-                metrics_address: local,
-                grpc_inference_address: local,
-                grpc_management_address: local,
                 enable_model_api: true,
                 auth: None,
-                ..ServerConfig::default()
+                ..ServerConfig::on_free_ports()
             },
             models: vec![model("tiny", "tiny"), model("digits", "digits")],
             metric_log: None,
