@@ -68,6 +68,17 @@ impl fmt::Debug for Prepared {
     }
 }
 
+/// Takes back the context a handler's `preprocess` left in [`Prepared::context`], as its own type.
+///
+/// # Errors
+/// [`EngineError::Internal`] naming `handler` when the context is of another type (a bug: contexts
+/// only travel from a handler's preprocess to the same handler's postprocess).
+pub fn own_context<T: Any>(context: Box<dyn Any + Send>, handler: &str) -> Result<Box<T>> {
+    context
+        .downcast::<T>()
+        .map_err(|_| EngineError::Internal(format!("{handler} got another handler's context")))
+}
+
 /// The answer to one prediction request.
 #[derive(Debug, Clone)]
 pub struct Prediction {

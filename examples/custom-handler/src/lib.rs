@@ -22,7 +22,9 @@ use std::any::Any;
 use bytes::Bytes;
 use oxserve_backend::{Tensor, TensorData};
 use oxserve_engine::handler::input::{self, Item, Want};
-use oxserve_engine::handler::{Handler, HandlerContext, Payload, Prediction, Prepared};
+use oxserve_engine::handler::{
+    Handler, HandlerContext, Payload, Prediction, Prepared, own_context,
+};
 use oxserve_engine::{EngineError, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -177,7 +179,7 @@ impl Handler for DigitArtHandler {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let shape = context.downcast::<Shape>().map_err(|_| internal("unexpected context"))?;
+        let shape = own_context::<Shape>(context, "digit_art")?;
         let probs = outputs.get(self.probabilities).ok_or_else(|| internal("missing output"))?;
         let TensorData::F32(values) = probs.data() else {
             return Err(internal("probabilities are not float32"));

@@ -94,9 +94,7 @@ impl Handler for TextClassifier {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let shape = context.downcast::<Shape>().map_err(|_| {
-            EngineError::Internal("text_classifier got another handler's context".into())
-        })?;
+        let shape = crate::handler::own_context::<Shape>(context, "text_classifier")?;
         let logits = outputs
             .get(self.output)
             .ok_or_else(|| EngineError::Internal("the model returned too few outputs".into()))?;

@@ -98,9 +98,7 @@ impl Handler for TextEmbedding {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let context = context.downcast::<Context>().map_err(|_| {
-            EngineError::Internal("text_embedding got another handler's context".into())
-        })?;
+        let context = crate::handler::own_context::<Context>(context, "text_embedding")?;
         let output = outputs
             .get(self.output)
             .ok_or_else(|| EngineError::Internal("the model returned too few outputs".into()))?;

@@ -105,9 +105,7 @@ impl Handler for ImageClassifier {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let context = context
-            .downcast::<Context>()
-            .map_err(|_| EngineError::Internal("image_classifier got a foreign context".into()))?;
+        let context = crate::handler::own_context::<Context>(context, "image_classifier")?;
         let Some(scores) = outputs.first() else {
             return Err(EngineError::Internal("the model returned no outputs".into()));
         };

@@ -206,9 +206,7 @@ impl Handler for ObjectDetector {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let context = context
-            .downcast::<Context>()
-            .map_err(|_| EngineError::Internal("object_detector got a foreign context".into()))?;
+        let context = crate::handler::own_context::<Context>(context, "object_detector")?;
         let images = context.geometry.len();
         let output = |i: usize| {
             outputs

@@ -123,9 +123,7 @@ impl Handler for ImageSegmenter {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let context = context
-            .downcast::<Context>()
-            .map_err(|_| EngineError::Internal("image_segmenter got a foreign context".into()))?;
+        let context = crate::handler::own_context::<Context>(context, "image_segmenter")?;
         let out = outputs
             .get(self.output)
             .ok_or_else(|| EngineError::Internal("the model returned too few outputs".into()))?;
