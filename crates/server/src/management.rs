@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use oxserve_engine::config::ModelOverrides;
 use oxserve_engine::{Description, RegisterRequest};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::{AppState, ModelPath};
@@ -111,7 +111,12 @@ pub(crate) async fn list(
             .parse::<usize>()
             .map_err(|_| ApiError::bad_request(format!("invalid next_page_token `{t}`")))?,
     };
-    let all = state.registry.list();
+    Ok(Json(model_page(&state.registry, start, limit)).into_response())
+}
+
+/// One page of TorchServe's model list, `{"models": [...], "nextPageToken"}`, for HTTP and gRPC.
+pub(crate) fn model_page(registry: &oxserve_engine::Registry, start: usize, limit: usize) -> Value {
+    let all = registry.list();
     let page: Vec<_> = all
         .iter()
         .skip(start)
@@ -122,7 +127,7 @@ pub(crate) async fn list(
     if start + limit < all.len() {
         body["nextPageToken"] = json!((start + limit).to_string());
     }
-    Ok(Json(body).into_response())
+    body
 }
 
 /// `GET /models/{m}[/{v}]`: the default version, the given one, or every version with `all`.

@@ -154,18 +154,7 @@ impl ManagementApIsService for Management {
         let r = request.into_inner();
         let limit = count("limit", r.limit)?.unwrap_or(100);
         let start = count("next_page_token", r.next_page_token)?.unwrap_or(0);
-        let all = self.0.state.registry.list();
-        let page: Vec<_> = all
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|v| json!({"modelName": v.name(), "modelUrl": v.url()}))
-            .collect();
-        let mut body = json!({"models": page});
-        if start + limit < all.len() {
-            body["nextPageToken"] = json!((start + limit).to_string());
-        }
-        to_json(&body)
+        to_json(&crate::management::model_page(&self.0.state.registry, start, limit))
     }
 
     async fn register_model(
