@@ -51,7 +51,13 @@ pub(crate) async fn read_limited(
             return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
         }
     };
-    encoding.decode(bytes, limit)
+    if encoding == Encoding::Identity {
+        return Ok(bytes);
+    }
+    // Inflating megabytes takes milliseconds of CPU: off the async runtime.
+    tokio::task::spawn_blocking(move || encoding.decode(bytes, limit))
+        .await
+        .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?
 }
 
 /// A request body's `Content-Encoding`.
