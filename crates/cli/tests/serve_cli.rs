@@ -446,3 +446,67 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// security-tests §2: a key's value appears in no log, whatever the log level. The server logs at
+/// `trace` for every crate (hyper, h2, tower-http included) while keys are used right, used for the
+/// wrong API, rotated, used after rotation and guessed; then stderr and every file in the log folder
+/// are searched for each value.
+#[tokio::test]
+async fn keys_appear_in_no_log_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let stderr_path = dir.path().join("stderr.log");
+    let mut command = oxserve();
+    command.env("RUST_LOG", "trace").stderr(std::fs::File::create(&stderr_path).unwrap());
+    let store = repo().join("examples/model-store");
+    let (child, [inference, management, _]) =
+        start_with(&["--model-store", store.to_str().unwrap(), "--models", "tiny"], &logs, command);
+    let keys: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs.join("key_file.json")).unwrap())
+            .unwrap();
+    let key = |kind: &str| keys[kind]["key"].as_str().unwrap().to_owned();
+    let (inference_key, management_key, api_key) =
+        (key("inference"), key("management"), key("API"));
+    let client = reqwest::Client::new();
+    let input = std::fs::read_to_string(repo().join("examples/inputs/tiny.json")).unwrap();
+    let predict = |token: &str| {
+        client.post(format!("{inference}/predictions/tiny")).bearer_auth(token).body(input.clone())
+    };
+    let list = |token: &str| client.get(format!("{management}/models")).bearer_auth(token);
+
+    assert_eq!(predict(&inference_key).send().await.unwrap().status(), 200);
+    assert_eq!(predict(&management_key).send().await.unwrap().status(), 403);
+    assert_eq!(list(&management_key).send().await.unwrap().status(), 200);
+    assert_eq!(list(&inference_key).send().await.unwrap().status(), 403);
+    // A guess (or another server's key) is a secret too.
+    let guess = "kJ3vQ9xR2mT7wY4zL8nB5cF1hG6dS0aE";
+    assert_eq!(predict(guess).send().await.unwrap().status(), 401);
+    let rotated: serde_json::Value = client
+        .get(format!("{management}/token?type=inference"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_key = rotated["inference"]["key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, inference_key);
+    assert_eq!(predict(&inference_key).send().await.unwrap().status(), 401);
+    assert_eq!(predict(&new_key).send().await.unwrap().status(), 200);
+    terminate(child);
+
+    let mut logged = vec![("stderr".to_owned(), std::fs::read_to_string(&stderr_path).unwrap())];
+    for entry in std::fs::read_dir(&logs).unwrap() {
+        let path = entry.unwrap().path();
+        logged.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+    }
+    // The search can only pass for the right reason if the logs saw the requests at all.
+    let stderr = &logged[0].1;
+    assert!(stderr.contains("key rotated") && stderr.contains("/predictions/tiny"), "{stderr}");
+    for (name, text) in &logged {
+        for secret in [inference_key.as_str(), &management_key, &api_key, &new_key, guess] {
+            assert!(!text.contains(secret), "a key is in {name}");
+        }
+    }
+}
