@@ -137,6 +137,28 @@ pub(crate) fn grpc_code(status: StatusCode) -> tonic::Code {
     }
 }
 
+/// The HTTP status a gRPC code is counted and logged under (`Requests2XX/4XX/5XX`, the access
+/// log): the inverse of [`grpc_code`] for the codes this server sends, the usual reading for the
+/// others (a call the client cancelled is its own 499, as in nginx).
+pub(crate) fn http_status(code: tonic::Code) -> u16 {
+    use tonic::Code;
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::FailedPrecondition => 405,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 413,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        Code::Unknown | Code::Internal | Code::DataLoss => 500,
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
         Self::new(grpc_code(err.status), err.message)
@@ -191,6 +213,18 @@ mod tests {
         );
         assert_eq!(status(EngineError::Conflict("c".into())), StatusCode::CONFLICT);
         assert_eq!(status(EngineError::Internal("boom".into())), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn grpc_codes_read_back_to_the_statuses_they_came_from() {
+        for status in [200, 400, 401, 403, 404, 405, 409, 413, 500, 501, 503, 504] {
+            let code = grpc_code(StatusCode::from_u16(status).expect("a valid status"));
+            assert_eq!(http_status(code), status, "{code:?}");
+        }
+        // 429 and 503 are both overload, sent as UNAVAILABLE, read back as 503.
+        assert_eq!(http_status(grpc_code(StatusCode::TOO_MANY_REQUESTS)), 503);
+        assert_eq!(http_status(tonic::Code::Cancelled) / 100, 4);
+        assert_eq!(http_status(tonic::Code::Unknown) / 100, 5);
     }
 
     #[test]

@@ -320,12 +320,14 @@ fn router(apis: &[Api], state: AppState) -> Router {
             })
             .collect();
         let request_id = HeaderName::from_static(observe::REQUEST_ID);
-        return grpc::router(&services, &state).layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(TraceLayer::new_for_grpc().make_span_with(observe::span)),
-        );
+        return grpc::router(&services, &state)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
+            .layer(
+                ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                    .layer(PropagateRequestIdLayer::new(request_id))
+                    .layer(TraceLayer::new_for_grpc().make_span_with(observe::span)),
+            );
     }
     let mut router = Router::new();
     for api in apis {

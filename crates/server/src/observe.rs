@@ -58,8 +58,9 @@ pub(crate) fn server_timing(t: &RequestTimings) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("total;dur=0"))
 }
 
-/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line. While the server
-/// drains, requests other than health checks are refused with 503 and `Connection: close`.
+/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line, for HTTP and gRPC
+/// alike. While the server drains, HTTP requests other than health checks are refused with 503 and
+/// `Connection: close` (gRPC services refuse with UNAVAILABLE themselves, in their own framing).
 pub(crate) async fn record(
     State(state): State<AppState>,
     request: Request,
@@ -67,7 +68,12 @@ pub(crate) async fn record(
 ) -> Response {
     let started = Instant::now();
     let metrics = state.registry.metrics();
-    if !is_health_check(request.uri().path())
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if !grpc
+        && !is_health_check(request.uri().path())
         && state.draining.load(std::sync::atomic::Ordering::Acquire)
     {
         let refused =
@@ -86,15 +92,31 @@ pub(crate) async fn record(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
-        (peer, format!("{} {} {:?}", request.method(), request.uri(), request.version()))
+        // HTTP/2 requests carry an absolute URI; the log keeps to the path, as HTTP/1.1 sends it.
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        (peer, format!("{} {target} {:?}", request.method(), request.version()))
     });
     let response = next.run(request).await;
-    let status = response.status().as_u16();
+    let status = answered_status(&response);
     metrics.record_status(status);
     if let (Some(log), Some((peer, line))) = (metrics.log(), access) {
         log.access(&peer, &line, status, started.elapsed().as_millis());
     }
     response
+}
+
+/// The status an answer is counted and logged under. A gRPC call answers HTTP 200 whatever
+/// happens; a call that fails before any message (how every unary call here fails) carries its code
+/// in a `grpc-status` header, read back to HTTP through the table in error.rs. A streaming call is
+/// counted as it opens, so an error later in its trailers is not seen here.
+fn answered_status(response: &Response) -> u16 {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
+        .map_or(response.status().as_u16(), |code| {
+            crate::error::http_status(tonic::Code::from_i32(code))
+        })
 }
 
 /// The tracing span of one request: every log line inside it carries the request id.

@@ -563,3 +563,45 @@ async fn unknown_methods_are_unimplemented() {
     assert_eq!(r.headers()["grpc-status"], "12", "{:?}", r.headers());
     s.stop().await;
 }
+
+/// gRPC calls are counted in `Requests2XX/4XX/5XX` and written to the access log as HTTP ones are,
+/// their code read back to the HTTP status of the same meaning (NOT_FOUND is 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_counted_and_logged_like_http_ones() {
+    let logs = tempfile::tempdir().unwrap();
+    let mut options = Options::default();
+    options.metric_log = Some(logs.path().to_path_buf());
+    let s = TestServer::start(options).await;
+    let mut c = oip(&s).await;
+    c.model_infer(tiny_request(false)).await.unwrap();
+    c.server_live(ServerLiveRequest {}).await.unwrap();
+    let mut r = tiny_request(false);
+    r.model_name = "nope".into();
+    assert_eq!(c.model_infer(r).await.unwrap_err().code(), Code::NotFound);
+
+    let text =
+        s.client.get(format!("{}/metrics", s.metrics)).send().await.unwrap().text().await.unwrap();
+    let count = |class: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{class}{{")))
+            .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    assert_eq!(count("Requests2XX"), 2.0, "{text}");
+    assert_eq!(count("Requests4XX"), 1.0, "{text}");
+    assert_eq!(count("Requests5XX"), 0.0, "{text}");
+
+    let infer = "\"POST /inference.GRPCInferenceService/ModelInfer HTTP/2.0\"";
+    let want = [format!("{infer} 200"), format!("{infer} 404")];
+    let read = || std::fs::read_to_string(logs.path().join("access_log.log")).unwrap_or_default();
+    for _ in 0..100 {
+        if want.iter().all(|w| read().contains(w.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let access = read();
+    for w in &want {
+        assert!(access.contains(w.as_str()), "{w} missing:\n{access}");
+    }
+    s.stop().await;
+}
