@@ -5,6 +5,7 @@
 //! back; FP16 has no typed field, so an answer with an FP16 output is always raw, as the
 //! specification requires (raw for every output or for none).
 
+use futures_util::StreamExt;
 use oxserve_backend::{DType, Tensor, TensorData};
 use oxserve_engine::{ModelVersion, RequestOptions};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,6 +29,10 @@ use crate::v2::{Inputs, raw_tensor, requested_outputs, shorten};
 /// Answers a stream may hold while the client is slow to read them; the stream stops reading
 /// requests until there is room.
 const STREAM_BUFFER: usize = 16;
+
+/// Requests of one stream served at once. Each still passes the model's admission, so a stream
+/// cannot hold more of the queue than this.
+const STREAM_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Oip(pub(crate) Context);
@@ -111,8 +116,10 @@ impl GrpcInferenceService for Oip {
 
     type ModelStreamInferStream = ReceiverStream<Result<ModelStreamInferResponse, Status>>;
 
-    /// Serves the stream's requests one after another, in order; a request that fails answers with
-    /// `error_message` and the stream goes on. A `grpc-timeout` bounds the whole stream.
+    /// Serves up to [`STREAM_IN_FLIGHT`] of the stream's requests at once, so a streaming client
+    /// fills batches as concurrent unary clients do, and answers them in the order they were sent.
+    /// A request that fails answers with `error_message` and the stream goes on. A `grpc-timeout`
+    /// bounds the whole stream.
     async fn model_stream_infer(
         &self,
         request: Request<Streaming<ModelInferRequest>>,
@@ -120,53 +127,70 @@ impl GrpcInferenceService for Oip {
         self.0.admit(&request, KeyKind::Inference)?;
         let options = options(&request);
         let deadline = options.timeout.map(|t| std::time::Instant::now() + t);
-        let mut inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let context = self.0.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = match inbound.message().await {
-                    Ok(Some(next)) => next,
-                    Ok(None) => break,
-                    Err(status) => {
-                        let _ = tx.send(Err(super::oversized_status(status))).await;
-                        break;
-                    }
-                };
-                let mut options = options.clone();
+        let mut answers = request
+            .into_inner()
+            .map(move |next| {
+                let (context, mut options) = (context.clone(), options.clone());
                 if let Some(deadline) = deadline {
                     options.timeout =
                         Some(deadline.saturating_duration_since(std::time::Instant::now()));
                 }
-                let echo = ModelInferResponse {
-                    model_name: next.model_name.clone(),
-                    model_version: next.model_version.clone(),
-                    id: next.id.clone(),
-                    ..ModelInferResponse::default()
+                async move {
+                    match next {
+                        Ok(next) => Ok(stream_answer(&context, &options, next).await),
+                        Err(status) => Err(super::oversized_status(status)),
+                    }
+                }
+            })
+            .buffered(STREAM_IN_FLIGHT);
+        tokio::spawn(async move {
+            loop {
+                // When the client goes, the requests still in flight are dropped, which takes
+                // them out of the model's queue as a closed HTTP connection does.
+                let answer = tokio::select! {
+                    answer = answers.next() => answer,
+                    () = tx.closed() => break,
                 };
-                let answer = match context.refuse_while_draining() {
-                    Ok(()) => infer(&context, &options, next)
-                        .await
-                        .and_then(|a| context.limit(a).map(Response::into_inner)),
-                    Err(status) => Err(status),
-                };
-                let message = match answer {
-                    Ok(answer) => ModelStreamInferResponse {
-                        error_message: String::new(),
-                        infer_response: Some(answer),
-                    },
-                    Err(status) => ModelStreamInferResponse {
-                        error_message: status.message().to_owned(),
-                        infer_response: Some(echo),
-                    },
-                };
-                if tx.send(Ok(message)).await.is_err() {
-                    // The client has gone.
+                let Some(answer) = answer else { break };
+                let last = answer.is_err();
+                if tx.send(answer).await.is_err() || last {
                     break;
                 }
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// One request of a stream: its answer, or its error as `error_message` next to the request's
+/// name, version and id, so the client can tell which request failed.
+async fn stream_answer(
+    context: &Context,
+    options: &RequestOptions,
+    request: ModelInferRequest,
+) -> ModelStreamInferResponse {
+    let echo = ModelInferResponse {
+        model_name: request.model_name.clone(),
+        model_version: request.model_version.clone(),
+        id: request.id.clone(),
+        ..ModelInferResponse::default()
+    };
+    let answer = match context.refuse_while_draining() {
+        Ok(()) => infer(context, options, request)
+            .await
+            .and_then(|a| context.limit(a).map(Response::into_inner)),
+        Err(status) => Err(status),
+    };
+    match answer {
+        Ok(answer) => {
+            ModelStreamInferResponse { error_message: String::new(), infer_response: Some(answer) }
+        }
+        Err(status) => ModelStreamInferResponse {
+            error_message: status.message().to_owned(),
+            infer_response: Some(echo),
+        },
     }
 }
 
