@@ -111,9 +111,7 @@ async fn pack_serve_predict_and_stop() {
         start(&["--model-store", store_arg, "--models", "t=tiny.mar"], &logs);
     let client = reqwest::Client::new();
     // Token authorization is on by default: the keys are in the key file, readable by its owner only.
-    let keys: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(logs.join("key_file.json")).unwrap())
-            .unwrap();
+    let keys = read_keys(&logs);
     let inference_key = keys["inference"]["key"].as_str().unwrap().to_owned();
     let management_key = keys["management"]["key"].as_str().unwrap().to_owned();
     let r = client.get(format!("{management}/models")).send().await.unwrap();
@@ -131,15 +129,8 @@ async fn pack_serve_predict_and_stop() {
     assert_eq!(r.status(), 200);
     let out: Vec<f32> = r.json().await.unwrap();
     assert_eq!(out.len(), 10);
-    let describe: serde_json::Value = client
-        .get(format!("{management}/models/t"))
-        .bearer_auth(&management_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let describe =
+        json_of(client.get(format!("{management}/models/t")).bearer_auth(&management_key)).await;
     assert_eq!(describe[0]["modelVersion"], "2.0");
     assert_eq!(describe[0]["loadedAtStartup"], true);
     assert_eq!(describe[0]["batchSize"], 4);
@@ -444,7 +435,16 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
+    json_of(client.get(url)).await
+}
+
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The keys `oxserve serve` wrote to `logs/key_file.json`.
+fn read_keys(logs: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(logs.join("key_file.json")).unwrap()).unwrap()
 }
 
 /// security-tests §2: a key's value appears in no log, whatever the log level. The server logs at
@@ -461,9 +461,7 @@ async fn keys_appear_in_no_log_even_at_trace_level() {
     let store = repo().join("examples/model-store");
     let (child, [inference, management, _]) =
         start_with(&["--model-store", store.to_str().unwrap(), "--models", "tiny"], &logs, command);
-    let keys: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(logs.join("key_file.json")).unwrap())
-            .unwrap();
+    let keys = read_keys(&logs);
     let key = |kind: &str| keys[kind]["key"].as_str().unwrap().to_owned();
     let (inference_key, management_key, api_key) =
         (key("inference"), key("management"), key("API"));
@@ -481,15 +479,9 @@ async fn keys_appear_in_no_log_even_at_trace_level() {
     // A guess (or another server's key) is a secret too.
     let guess = "kJ3vQ9xR2mT7wY4zL8nB5cF1hG6dS0aE";
     assert_eq!(predict(guess).send().await.unwrap().status(), 401);
-    let rotated: serde_json::Value = client
-        .get(format!("{management}/token?type=inference"))
-        .bearer_auth(&api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rotated =
+        json_of(client.get(format!("{management}/token?type=inference")).bearer_auth(&api_key))
+            .await;
     let new_key = rotated["inference"]["key"].as_str().unwrap().to_owned();
     assert_ne!(new_key, inference_key);
     assert_eq!(predict(&inference_key).send().await.unwrap().status(), 401);

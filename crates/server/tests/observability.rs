@@ -8,49 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Options, TestServer, expected, model};
+use common::{Options, TestServer, expected, get, model, scrape};
 use oxserve_engine::config::EngineConfig;
 use serde_json::{Value, json};
-
-/// Parses `/metrics` and returns value by `name{label="v",…}` with labels sorted, for easy lookup.
-async fn scrape(s: &TestServer) -> HashMap<String, f64> {
-    let text =
-        s.client.get(format!("{}/metrics", s.metrics)).send().await.unwrap().text().await.unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let parsed = prometheus_parse::Scrape::parse(lines).unwrap();
-    let mut out = HashMap::new();
-    for sample in parsed.samples {
-        let mut labels: Vec<(String, String)> =
-            sample.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        labels.sort();
-        let key = if labels.is_empty() {
-            sample.metric.clone()
-        } else {
-            let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-            format!("{}{{{}}}", sample.metric, inner.join(","))
-        };
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(buckets) => {
-                // Expose the +Inf bucket as the count.
-                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
-            }
-            prometheus_parse::Value::Summary(_) => continue,
-        };
-        out.insert(key, value);
-    }
-    out
-}
-
-fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
-    *m.get(key).unwrap_or_else(|| {
-        let mut keys: Vec<&String> = m.keys().collect();
-        keys.sort();
-        panic!("{key} not in /metrics: {keys:#?}")
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn counters_and_histograms_follow_known_traffic() {

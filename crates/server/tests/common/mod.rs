@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -198,4 +199,44 @@ pub fn assert_close(actual: &serde_json::Value, expected: &serde_json::Value, to
     for (x, y) in a.iter().zip(&e) {
         assert!((x - y).abs() <= tol, "{x} != {y} (tolerance {tol}): {actual} vs {expected}");
     }
+}
+
+/// Parses `/metrics` and returns value by `name{label="v",…}` with labels sorted, for easy lookup.
+pub async fn scrape(s: &TestServer) -> HashMap<String, f64> {
+    let text =
+        s.client.get(format!("{}/metrics", s.metrics)).send().await.unwrap().text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let parsed = prometheus_parse::Scrape::parse(lines).unwrap();
+    let mut out = HashMap::new();
+    for sample in parsed.samples {
+        let mut labels: Vec<(String, String)> =
+            sample.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        labels.sort();
+        let key = if labels.is_empty() {
+            sample.metric.clone()
+        } else {
+            let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            format!("{}{{{}}}", sample.metric, inner.join(","))
+        };
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                // Expose the +Inf bucket as the count.
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        out.insert(key, value);
+    }
+    out
+}
+
+pub fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
+    *m.get(key).unwrap_or_else(|| {
+        let mut keys: Vec<&String> = m.keys().collect();
+        keys.sort();
+        panic!("{key} not in /metrics: {keys:#?}")
+    })
 }
