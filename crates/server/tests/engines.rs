@@ -13,15 +13,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{copy_dir, repo};
+use common::{TestServer, copy_dir, repo, write_model_dir};
 use oxserve_backend::{Backend, GpuFallback};
 use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
+use oxserve_engine::RegisterRequest;
 use oxserve_engine::config::EngineConfig;
-use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::metrics::Metrics;
-use oxserve_engine::{RegisterRequest, Registry};
-use oxserve_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
 /// ONNX Runtime, or `None` (after a notice) when it is missing and `OXSERVE_SKIP_ORT=1`.
@@ -50,101 +47,33 @@ fn store() -> tempfile::TempDir {
     let photos = dir.path().join("photos");
     copy_dir(&repo().join("tests/fixtures/handlers/vision/classifier"), &photos);
     std::fs::remove_dir_all(photos.join("photos")).unwrap();
-    std::fs::create_dir_all(photos.join("MAR-INF")).unwrap();
-    let manifest = json!({
-        "runtime": "python",
-        "model": {
-            "modelName": "photos",
-            "serializedFile": "model.onnx",
-            "handler": "image_classifier",
-            "modelVersion": "1.0",
-            "configFile": "model-config.yaml"
-        },
-        "archiverVersion": "0.12.0"
-    });
-    std::fs::write(photos.join("MAR-INF/MANIFEST.json"), manifest.to_string()).unwrap();
     // The fixture's preprocessing, with batching so that concurrent photos run as one batch.
     let config = std::fs::read_to_string(photos.join("model-config.yaml")).unwrap();
-    std::fs::write(
-        photos.join("model-config.yaml"),
-        format!("batchSize: 4\nmaxBatchDelay: 20\n{config}"),
-    )
-    .unwrap();
+    let config = format!("batchSize: 4\nmaxBatchDelay: 20\n{config}");
+    write_model_dir(&photos, "photos", "model.onnx", "image_classifier", &config);
     dir
 }
 
-/// One server on loopback port 0 offering exactly `backends`.
-struct Served {
-    inference: String,
-    management: String,
-    client: reqwest::Client,
-    registry: Arc<Registry>,
-    _store: tempfile::TempDir,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Served {
-    async fn start(backends: Vec<Arc<dyn Backend>>, engine: EngineConfig, models: &[&str]) -> Self {
-        Self::start_in(store(), backends, engine, models).await
+/// A server on loopback port 0 offering exactly `backends`, with `models` (names in `store`)
+/// registered under their names without `.onnx`.
+async fn serve(
+    store: tempfile::TempDir,
+    backends: Vec<Arc<dyn Backend>>,
+    engine: EngineConfig,
+    models: &[&str],
+) -> TestServer {
+    let engine = EngineConfig { model_store: store.path().to_path_buf(), ..engine };
+    let registry = common::registry(engine, backends, None);
+    for url in models {
+        let request = RegisterRequest {
+            url: (*url).to_owned(),
+            model_name: Some(url.trim_end_matches(".onnx").to_owned()),
+            synchronous: true,
+            ..RegisterRequest::default()
+        };
+        registry.register(request).await.unwrap();
     }
-
-    async fn start_in(
-        store: tempfile::TempDir,
-        backends: Vec<Arc<dyn Backend>>,
-        engine: EngineConfig,
-        models: &[&str],
-    ) -> Self {
-        let engine = EngineConfig { model_store: store.path().to_path_buf(), ..engine };
-        let metrics = Arc::new(Metrics::new("testhost".into(), None));
-        let registry = Arc::new(Registry::with_metrics(
-            engine,
-            backends,
-            HandlerRegistry::with_builtins(),
-            metrics,
-        ));
-        for url in models {
-            let request = RegisterRequest {
-                url: (*url).to_owned(),
-                model_name: Some(url.trim_end_matches(".onnx").to_owned()),
-                synchronous: true,
-                ..RegisterRequest::default()
-            };
-            registry.register(request).await.unwrap();
-        }
-        let config =
-            ServerConfig { enable_model_api: true, auth: None, ..ServerConfig::on_free_ports() };
-        let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
-        let inference = format!("http://{}", server.inference_addr());
-        let management = format!("http://{}", server.management_addr());
-        let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        Self {
-            inference,
-            management,
-            client: reqwest::Client::new(),
-            registry,
-            _store: store,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.shutdown.send(());
-        self.task.await.unwrap().unwrap();
-        let registry = Arc::clone(&self.registry);
-        tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
-    }
-
-    async fn call(&self, method: reqwest::Method, url: String, body: Vec<u8>) -> (u16, Value) {
-        let r = self.client.request(method, url).body(body).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
+    TestServer::serve(registry, store, common::open_server()).await
 }
 
 /// Deterministic values in [-1, 1).
@@ -227,8 +156,8 @@ const MODELS: &[&str] =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_model_answers_the_same_on_both_engines() {
     let Some(ort) = ort() else { return };
-    let tract = Served::start(vec![Arc::new(TractBackend)], EngineConfig::default(), MODELS).await;
-    let onnx = Served::start(vec![ort], EngineConfig::default(), MODELS).await;
+    let tract = serve(store(), vec![Arc::new(TractBackend)], EngineConfig::default(), MODELS).await;
+    let onnx = serve(store(), vec![ort], EngineConfig::default(), MODELS).await;
     for url in MODELS {
         let model = url.trim_end_matches(".onnx");
         let (status, metadata) = tract
@@ -247,7 +176,7 @@ async fn every_example_model_answers_the_same_on_both_engines() {
                 request_for(&metadata, if dynamic { 1 + seed as usize % 3 } else { 1 }, seed)
             })
             .collect();
-        let ask = |served: &Served, body: &Value| {
+        let ask = |served: &TestServer, body: &Value| {
             let url = format!("{}/v2/models/{model}/infer", served.inference);
             let request = served.client.post(url).body(body.to_string()).send();
             async move {
@@ -271,7 +200,7 @@ async fn every_example_model_answers_the_same_on_both_engines() {
 
 /// The classifier's answers for each photo, `{label: probability}`, asked concurrently.
 async fn classify(
-    served: &Served,
+    served: &TestServer,
     photos: &[(String, Vec<u8>)],
 ) -> Vec<serde_json::Map<String, Value>> {
     let url = format!("{}/predictions/photos", served.inference);
@@ -301,8 +230,8 @@ async fn the_image_classifier_answers_the_same_on_both_engines() {
         .collect();
     photos.sort();
     let tract =
-        Served::start(vec![Arc::new(TractBackend)], EngineConfig::default(), &["photos"]).await;
-    let onnx = Served::start(vec![ort], EngineConfig::default(), &["photos"]).await;
+        serve(store(), vec![Arc::new(TractBackend)], EngineConfig::default(), &["photos"]).await;
+    let onnx = serve(store(), vec![ort], EngineConfig::default(), &["photos"]).await;
     let (from_tract, from_ort) = (classify(&tract, &photos).await, classify(&onnx, &photos).await);
     for (((file, _), t), o) in photos.iter().zip(&from_tract).zip(&from_ort) {
         let top = |m: &serde_json::Map<String, Value>| {
@@ -340,7 +269,7 @@ fn add_tiny(served_store: &Path, name: &str, config: &str) {
     std::fs::write(dir.join("model-config.yaml"), config).unwrap();
 }
 
-fn store_of(served: &Served) -> PathBuf {
+fn store_of(served: &TestServer) -> PathBuf {
     served.registry.config().model_store.clone()
 }
 
@@ -354,7 +283,7 @@ async fn a_gpu_model_without_a_usable_gpu_falls_back_or_fails_as_configured() {
 
     // gpu_fallback=error: registration fails with the reason, unless a GPU is really usable here.
     let strict = EngineConfig { gpu_fallback: GpuFallback::Error, ..EngineConfig::default() };
-    let served = Served::start(vec![Arc::clone(&ort)], strict, &[]).await;
+    let served = serve(store(), vec![Arc::clone(&ort)], strict, &[]).await;
     add_tiny(&store_of(&served), "tiny_gpu", gpu_config);
     let (status, answer) = served
         .call(reqwest::Method::POST, format!("{}/models?url=tiny_gpu", served.management), vec![])
@@ -370,7 +299,7 @@ async fn a_gpu_model_without_a_usable_gpu_falls_back_or_fails_as_configured() {
     served.stop().await;
 
     // The default: the workers run on the CPU, and describe says where each one really runs.
-    let served = Served::start(vec![Arc::clone(&ort)], EngineConfig::default(), &[]).await;
+    let served = serve(store(), vec![Arc::clone(&ort)], EngineConfig::default(), &[]).await;
     add_tiny(&store_of(&served), "tiny_gpu", gpu_config);
     let (status, answer) = served
         .call(reqwest::Method::POST, format!("{}/models?url=tiny_gpu", served.management), vec![])
@@ -407,7 +336,7 @@ async fn a_gpu_model_without_a_usable_gpu_falls_back_or_fails_as_configured() {
     served.stop().await;
 
     // tract has no GPU: a clear load error whatever the fallback.
-    let served = Served::start(vec![Arc::new(TractBackend)], EngineConfig::default(), &[]).await;
+    let served = serve(store(), vec![Arc::new(TractBackend)], EngineConfig::default(), &[]).await;
     add_tiny(&store_of(&served), "tiny_gpu", gpu_config);
     let (status, answer) = served
         .call(reqwest::Method::POST, format!("{}/models?url=tiny_gpu", served.management), vec![])
@@ -463,15 +392,12 @@ async fn served_rows_per_s(
 ) -> f64 {
     let store = tempfile::tempdir().unwrap();
     let dir = store.path().join("m");
-    std::fs::create_dir_all(dir.join("MAR-INF")).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(path, dir.join("model.onnx")).unwrap();
-    let manifest = json!({"runtime": "python", "model": {"modelName": "m", "serializedFile": "model.onnx",
-        "handler": "tensor", "modelVersion": "1.0", "configFile": "model-config.yaml"}});
-    std::fs::write(dir.join("MAR-INF/MANIFEST.json"), manifest.to_string()).unwrap();
     let config =
         format!("minWorkers: 1\nbatchSize: {batch}\nmaxBatchDelay: 5\nintraOpThreads: 1\n");
-    std::fs::write(dir.join("model-config.yaml"), config).unwrap();
-    let served = Served::start_in(store, vec![backend], EngineConfig::default(), &["m"]).await;
+    write_model_dir(&dir, "m", "model.onnx", "tensor", &config);
+    let served = serve(store, vec![backend], EngineConfig::default(), &["m"]).await;
     let signature = served.registry.get("m", None).unwrap().signature().clone();
     let input = bench_input(&signature, 1).remove(0);
     let oxserve_backend::TensorData::F32(data) = input.data() else { unreachable!() };

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Options, TestServer, assert_close, copy_dir, repo};
+use common::{Options, TestServer, assert_close, copy_dir, repo, server_timing};
 use oxserve_engine::RegisterRequest;
 use serde_json::{Value, json};
 
@@ -207,11 +207,7 @@ async fn bench_text_embedding_throughput() {
     use std::time::Instant;
 
     use oxserve_backend::Backend;
-    use oxserve_engine::Registry;
     use oxserve_engine::config::{EngineConfig, ModelOverrides};
-    use oxserve_engine::handler::HandlerRegistry;
-    use oxserve_engine::metrics::Metrics;
-    use oxserve_server::{Server, ServerConfig};
 
     let dir = std::env::var_os("OXSERVE_MINILM_DIR")
         .map_or_else(|| repo().join(".models/all-minilm-l6-v2"), PathBuf::from);
@@ -229,15 +225,12 @@ async fn bench_text_embedding_throughput() {
         for (batch_size, clients, per_request, requests) in
             [(1, 1, 1, 48), (8, 8, 1, 192), (1, 1, 8, 24)]
         {
-            let store = dir.parent().unwrap().to_path_buf();
-            let config = EngineConfig { model_store: store, ..EngineConfig::default() };
-            let metrics = Arc::new(Metrics::new("bench".into(), None));
-            let registry = Arc::new(Registry::with_metrics(
-                config,
-                vec![Arc::clone(&engine)],
-                HandlerRegistry::with_builtins(),
-                metrics,
-            ));
+            // The server's own store, holding a copy of the installed model.
+            let store = tempfile::tempdir().unwrap();
+            copy_dir(&dir, &store.path().join("minilm"));
+            let config =
+                EngineConfig { model_store: store.path().to_path_buf(), ..EngineConfig::default() };
+            let registry = common::registry(config, vec![Arc::clone(&engine)], None);
             let overrides = ModelOverrides {
                 batch_size: Some(batch_size),
                 max_batch_delay: Some(10),
@@ -245,21 +238,16 @@ async fn bench_text_embedding_throughput() {
                 ..ModelOverrides::default()
             };
             let request = RegisterRequest {
-                url: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                url: "minilm".into(),
                 model_name: Some("minilm".into()),
                 overrides,
                 synchronous: true,
                 ..RegisterRequest::default()
             };
             registry.register(request).await.unwrap();
-            let server_config = ServerConfig { auth: None, ..ServerConfig::on_free_ports() };
-            let server = Server::bind(server_config, Arc::clone(&registry)).await.unwrap();
-            let url = format!("http://{}/predictions/minilm", server.inference_addr());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(server.run(async move {
-                let _ = stopped.await;
-            }));
-            let client = reqwest::Client::new();
+            let server = TestServer::serve(registry, store, common::open_server()).await;
+            let url = format!("{}/predictions/minilm", server.inference);
+            let client = server.client.clone();
             let body = |i: usize| {
                 let texts: Vec<&str> =
                     (0..per_request).map(|k| BENCH_TEXTS[(i + k) % BENCH_TEXTS.len()]).collect();
@@ -282,7 +270,10 @@ async fn bench_text_embedding_throughput() {
                         let header =
                             response.headers()["server-timing"].to_str().unwrap().to_owned();
                         response.bytes().await.unwrap();
-                        timings.push(server_timing(&header));
+                        timings.push((
+                            server_timing(&header, "preprocess"),
+                            server_timing(&header, "total"),
+                        ));
                     }
                     timings
                 });
@@ -303,21 +294,7 @@ async fn bench_text_embedding_throughput() {
                 preprocess / n,
                 100.0 * preprocess / total
             );
-            let _ = stop.send(());
-            task.await.unwrap().unwrap();
-            tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+            server.stop().await;
         }
     }
-}
-
-/// (preprocess, total) in ms from a `Server-Timing` header.
-fn server_timing(header: &str) -> (f64, f64) {
-    let stage = |name: &str| {
-        header
-            .split(", ")
-            .find_map(|s| s.strip_prefix(&format!("{name};dur=")))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-    };
-    (stage("preprocess"), stage("total"))
 }

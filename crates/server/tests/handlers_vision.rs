@@ -11,7 +11,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use common::{Options, TestServer, copy_dir, repo};
+use common::{Options, TestServer, copy_dir, repo, server_timing, write_model_dir};
 use image::{ImageFormat, Rgb, RgbImage};
 use oxserve_engine::RegisterRequest;
 use serde_json::{Value, json};
@@ -32,21 +32,7 @@ async fn add_model(
 ) -> Result<(), String> {
     let dir = server.store.path().join(name);
     copy_dir(from, &dir);
-    std::fs::create_dir_all(dir.join("MAR-INF")).unwrap();
-    let manifest = json!({
-        "createdOn": "01/01/2025 00:00:00",
-        "runtime": "python",
-        "model": {
-            "modelName": name,
-            "serializedFile": model_file,
-            "handler": handler,
-            "modelVersion": "1.0",
-            "configFile": "model-config.yaml"
-        },
-        "archiverVersion": "0.12.0"
-    });
-    std::fs::write(dir.join("MAR-INF/MANIFEST.json"), manifest.to_string()).unwrap();
-    std::fs::write(dir.join("model-config.yaml"), config).unwrap();
+    write_model_dir(&dir, name, model_file, handler, config);
     let request = RegisterRequest {
         url: name.into(),
         model_name: Some(name.into()),
@@ -479,11 +465,7 @@ async fn bench_efficientnet_lite0() {
     use std::sync::Arc;
 
     use oxserve_backend::Backend;
-    use oxserve_engine::Registry;
     use oxserve_engine::config::EngineConfig;
-    use oxserve_engine::handler::HandlerRegistry;
-    use oxserve_engine::metrics::Metrics;
-    use oxserve_server::{Server, ServerConfig};
 
     let Some(models) = shared_models() else {
         eprintln!("skipped: no efficientnet_lite0.onnx");
@@ -504,23 +486,14 @@ async fn bench_efficientnet_lite0() {
         for batch in [1usize, 8] {
             let store = tempfile::tempdir().unwrap();
             let dir = store.path().join("lite0");
-            std::fs::create_dir_all(dir.join("MAR-INF")).unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
             std::fs::copy(models.join("efficientnet_lite0.onnx"), dir.join("model.onnx")).unwrap();
-            let manifest = json!({"runtime": "python", "model": {"modelName": "lite0",
-                "serializedFile": "model.onnx", "handler": "image_classifier",
-                "modelVersion": "1.0", "configFile": "model-config.yaml"}});
-            std::fs::write(dir.join("MAR-INF/MANIFEST.json"), manifest.to_string()).unwrap();
             let config =
                 format!("minWorkers: 1\nbatchSize: {batch}\nmaxBatchDelay: 5\n{LITE0_CONFIG}");
-            std::fs::write(dir.join("model-config.yaml"), config).unwrap();
+            write_model_dir(&dir, "lite0", "model.onnx", "image_classifier", &config);
             let engine_config =
                 EngineConfig { model_store: store.path().to_path_buf(), ..EngineConfig::default() };
-            let registry = Arc::new(Registry::with_metrics(
-                engine_config,
-                vec![Arc::clone(&engine)],
-                HandlerRegistry::with_builtins(),
-                Arc::new(Metrics::new("bench".into(), None)),
-            ));
+            let registry = common::registry(engine_config, vec![Arc::clone(&engine)], None);
             let request = RegisterRequest {
                 url: "lite0".into(),
                 model_name: Some("lite0".into()),
@@ -528,14 +501,9 @@ async fn bench_efficientnet_lite0() {
                 ..RegisterRequest::default()
             };
             registry.register(request).await.unwrap();
-            let server_config = ServerConfig { auth: None, ..ServerConfig::on_free_ports() };
-            let server = Server::bind(server_config, Arc::clone(&registry)).await.unwrap();
-            let url = format!("http://{}/predictions/lite0", server.inference_addr());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(server.run(async move {
-                let _ = stopped.await;
-            }));
-            let client = reqwest::Client::new();
+            let server = TestServer::serve(registry, store, common::open_server()).await;
+            let url = format!("{}/predictions/lite0", server.inference);
+            let client = &server.client;
             let send = || async {
                 let r = client.post(&url).body(photo.clone()).send().await.unwrap();
                 assert_eq!(r.status(), 200);
@@ -548,12 +516,8 @@ async fn bench_efficientnet_lite0() {
             let started = std::time::Instant::now();
             for _ in 0..rounds {
                 for timing in futures_util::future::join_all((0..batch).map(|_| send())).await {
-                    let dur = |name: &str| -> f64 {
-                        let at = timing.find(&format!("{name};dur=")).unwrap() + name.len() + 5;
-                        timing[at..].split(',').next().unwrap().parse().unwrap()
-                    };
-                    pre += dur("preprocess");
-                    total += dur("total");
+                    pre += server_timing(&timing, "preprocess");
+                    total += server_timing(&timing, "total");
                 }
             }
             let elapsed = started.elapsed().as_secs_f64();
@@ -566,9 +530,7 @@ async fn bench_efficientnet_lite0() {
                 pre / images,
                 100.0 * pre / total
             );
-            let _ = stop.send(());
-            task.await.unwrap().unwrap();
-            tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+            server.stop().await;
         }
     }
 }

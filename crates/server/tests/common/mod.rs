@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use oxserve_backend::Backend;
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::config::EngineConfig;
 use oxserve_engine::handler::HandlerRegistry;
@@ -83,15 +84,56 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             engine: EngineConfig::default(),
-            server: ServerConfig {
-                enable_model_api: true,
-                auth: None,
-                ..ServerConfig::on_free_ports()
-            },
+            server: open_server(),
             models: vec![model("tiny", "tiny"), model("digits", "digits")],
             metric_log: None,
         }
     }
+}
+
+/// Every listener on a free loopback port, no keys, the model API on: what the tests drive.
+pub fn open_server() -> ServerConfig {
+    ServerConfig { enable_model_api: true, auth: None, ..ServerConfig::on_free_ports() }
+}
+
+/// A registry over `engine.model_store` with these engines (first preferred), the built-in
+/// handlers and metrics for host `testhost`.
+pub fn registry(
+    engine: EngineConfig,
+    backends: Vec<Arc<dyn Backend>>,
+    log: Option<Arc<MetricLog>>,
+) -> Arc<Registry> {
+    let metrics = Arc::new(Metrics::new("testhost".into(), log));
+    Arc::new(Registry::with_metrics(engine, backends, HandlerRegistry::with_builtins(), metrics))
+}
+
+/// Makes `dir` (already holding `model_file`) a model folder: a TorchServe manifest naming
+/// `handler`, and `config` as its model-config.yaml.
+pub fn write_model_dir(dir: &Path, name: &str, model_file: &str, handler: &str, config: &str) {
+    std::fs::create_dir_all(dir.join("MAR-INF")).unwrap();
+    let manifest = serde_json::json!({
+        "createdOn": "01/01/2025 00:00:00",
+        "runtime": "python",
+        "model": {
+            "modelName": name,
+            "serializedFile": model_file,
+            "handler": handler,
+            "modelVersion": "1.0",
+            "configFile": "model-config.yaml"
+        },
+        "archiverVersion": "0.12.0"
+    });
+    std::fs::write(dir.join("MAR-INF/MANIFEST.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("model-config.yaml"), config).unwrap();
+}
+
+/// One stage's time in ms from a `Server-Timing` header (`queue;dur=…, …, total;dur=…`).
+pub fn server_timing(header: &str, stage: &str) -> f64 {
+    header
+        .split(", ")
+        .find_map(|s| s.strip_prefix(&format!("{stage};dur=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {stage} in Server-Timing: {header}"))
 }
 
 pub fn model(name: &str, url: &str) -> RegisterRequest {
@@ -109,17 +151,21 @@ impl TestServer {
         let store = store();
         let engine = EngineConfig { model_store: store.path().to_path_buf(), ..options.engine };
         let log = options.metric_log.map(|dir| Arc::new(MetricLog::open(&dir).unwrap()));
-        let metrics = Arc::new(Metrics::new("testhost".into(), log));
-        let registry = Arc::new(Registry::with_metrics(
-            engine,
-            vec![Arc::new(TractBackend)],
-            HandlerRegistry::with_builtins(),
-            metrics,
-        ));
+        let registry = registry(engine, vec![Arc::new(TractBackend)], log);
         for request in options.models {
             registry.register(request).await.unwrap();
         }
-        let server = Server::bind(options.server, Arc::clone(&registry)).await.unwrap();
+        Self::serve(registry, store, options.server).await
+    }
+
+    /// Serves a registry the caller set up (its own engines, models or store); `store` is kept
+    /// for as long as the server lives.
+    pub async fn serve(
+        registry: Arc<Registry>,
+        store: tempfile::TempDir,
+        config: ServerConfig,
+    ) -> Self {
+        let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
         let inference = format!("http://{}", server.inference_addr());
         let management = format!("http://{}", server.management_addr());
         let metrics = format!("http://{}", server.metrics_addr());
@@ -158,29 +204,33 @@ impl TestServer {
         tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
     }
 
+    /// Sends a request; the answer's status and body (JSON, or the text as a JSON string).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = self.client.request(method, url).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
     pub async fn post(
         &self,
         url: String,
         body: impl Into<reqwest::Body>,
     ) -> (u16, serde_json::Value) {
-        let r = self.client.post(url).body(body).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        self.call(reqwest::Method::POST, url, body).await
     }
 
     pub async fn get(&self, url: String) -> (u16, serde_json::Value) {
-        let r = self.client.get(url).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        self.call(reqwest::Method::GET, url, Vec::new()).await
     }
 
     pub async fn send(&self, method: reqwest::Method, url: String) -> (u16, serde_json::Value) {
-        let r = self.client.request(method, url).send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        self.call(method, url, Vec::new()).await
     }
 }
 
