@@ -1,6 +1,7 @@
 //! The errors the serving core reports; the server maps each kind to an HTTP (and later gRPC) status
 //! in one table.
 
+use std::path::Path;
 use std::time::Duration;
 
 use oxserve_backend::BackendError;
@@ -69,5 +70,67 @@ pub enum EngineError {
     Internal(String),
 }
 
+impl EngineError {
+    /// The same error with paths under `dirs` written relative to them. Answers leave the server,
+    /// so a client learns which file of its model failed, not where the model store or the
+    /// unpacking folder lives (security-tests G24: no absolute paths in error bodies). `dirs` are
+    /// tried longest first.
+    #[must_use]
+    pub fn relative_to(self, dirs: &[&Path]) -> Self {
+        let mut dirs = dirs.to_vec();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+        let text = |s: String| relative_text(s, &dirs);
+        match self {
+            Self::ModelNotFound(s) => Self::ModelNotFound(text(s)),
+            Self::InvalidInput(s) => Self::InvalidInput(text(s)),
+            Self::InvalidArgument(s) => Self::InvalidArgument(text(s)),
+            Self::Unavailable(s) => Self::Unavailable(text(s)),
+            Self::Conflict(s) => Self::Conflict(text(s)),
+            Self::Load(s) => Self::Load(text(s)),
+            Self::Internal(s) => Self::Internal(text(s)),
+            Self::Archive(e) => Self::Archive(e.relative_to(&dirs)),
+            other => other,
+        }
+    }
+}
+
+/// `text` with every `dir/` prefix of a path removed (only whole folder names: `dir` followed by
+/// a `/`).
+fn relative_text(mut text: String, dirs: &[&Path]) -> String {
+    for dir in dirs {
+        let dir = dir.to_string_lossy();
+        let dir = dir.trim_end_matches('/');
+        if !dir.is_empty() {
+            text = text.replace(&format!("{dir}/"), "");
+        }
+    }
+    text
+}
+
 /// Result alias for the engine.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    #[test]
+    fn paths_become_relative_to_the_longest_folder_holding_them() {
+        let (store, model) = (Path::new("/srv/store"), Path::new("/srv/store/m"));
+        let e = EngineError::Load("cannot read /srv/store/m/config.yaml".into());
+        assert_eq!(
+            e.relative_to(&[store, model]).to_string(),
+            "failed to load model: cannot read config.yaml"
+        );
+        // Only whole folder names: a sibling folder that shares the prefix is left alone.
+        let e = EngineError::Load("see /srv/store2/x".into());
+        assert_eq!(e.relative_to(&[store]).to_string(), "failed to load model: see /srv/store2/x");
+        let e = EngineError::Archive(ArchiveError::NoModelFile(PathBuf::from("/srv/store/m")));
+        let text = e.relative_to(&[store]).to_string();
+        assert!(text.ends_with("at the root of `m`"), "{text}");
+        let e = EngineError::Archive(ArchiveError::NotFound(PathBuf::from("/srv/store")));
+        assert_eq!(e.relative_to(&[store]).to_string(), "`.` does not exist");
+    }
+}

@@ -59,6 +59,9 @@ pub struct ModelVersion {
 
 impl ModelVersion {
     /// Unpacks, loads and prepares a model version, without starting workers. Blocking.
+    ///
+    /// Errors name files relative to the model folder (or to where it was unpacked), never by
+    /// their absolute path.
     pub(crate) fn load(
         spec: LoadSpec,
         config: &EngineConfig,
@@ -66,7 +69,24 @@ impl ModelVersion {
         handlers: &HandlerRegistry,
         metrics: &Metrics,
     ) -> Result<Self> {
-        let files = unpack(&spec.path, &config.unpack_limits)?;
+        let store = &config.model_store;
+        let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.clone());
+        let staging = config.unpack_limits.staging_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let files = unpack(&spec.path, &config.unpack_limits)
+            .map_err(|e| EngineError::from(e).relative_to(&[store, &canonical, &staging]))?;
+        let dir = files.dir.clone();
+        Self::load_unpacked(spec, files, config, backends, handlers, metrics)
+            .map_err(|e| e.relative_to(&[&dir, store, &canonical, &staging]))
+    }
+
+    fn load_unpacked(
+        spec: LoadSpec,
+        files: UnpackedModel,
+        config: &EngineConfig,
+        backends: &[Arc<dyn Backend>],
+        handlers: &HandlerRegistry,
+        metrics: &Metrics,
+    ) -> Result<Self> {
         let manifest = files.manifest.clone();
         let name = spec.name.clone().unwrap_or_else(|| manifest.model.model_name.clone());
         let version = manifest.model.model_version.clone().unwrap_or_else(|| "1.0".to_owned());

@@ -131,10 +131,7 @@ impl Registry {
         }
         let path = self.config.model_store.join(relative);
         if !path.exists() {
-            return Err(EngineError::ModelNotFound(format!(
-                "`{url}` is not in the model store {}",
-                self.config.model_store.display()
-            )));
+            return Err(EngineError::ModelNotFound(format!("`{url}` is not in the model store")));
         }
         Ok(path)
     }
@@ -143,7 +140,17 @@ impl Registry {
     ///
     /// # Errors
     /// Bad url, archive or model; [`EngineError::Conflict`] when the name and version exist.
+    /// Errors name files relative to the model store, never by their absolute path.
     pub async fn register(self: &Arc<Self>, request: RegisterRequest) -> Result<Arc<ModelVersion>> {
+        let store = &self.config.model_store;
+        let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.clone());
+        self.register_request(request).await.map_err(|e| e.relative_to(&[store, &canonical]))
+    }
+
+    async fn register_request(
+        self: &Arc<Self>,
+        request: RegisterRequest,
+    ) -> Result<Arc<ModelVersion>> {
         if !request.url.contains("://") {
             let path = self.resolve_url(&request.url)?;
             return self.register_path(path, request).await;

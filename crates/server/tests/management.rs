@@ -215,3 +215,59 @@ async fn archives_from_oxserve_and_from_torch_model_archiver_serve() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     s.stop().await;
 }
+
+/// security-tests G24: a registration that fails names the model's files relative to the model
+/// store (or to the archive), never by an absolute path that would tell a client where the store or
+/// the unpacking folder lives. One case per way a model can fail to load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_registrations_name_no_absolute_path() {
+    let mut options = Options::default();
+    options.models = vec![];
+    let s = TestServer::start(options).await;
+    let store = s.store.path();
+    std::fs::write(store.join("bad.onnx"), b"not a protobuf").unwrap();
+    std::fs::write(store.join("broken.mar"), b"PK\x03\x04 not really a zip").unwrap();
+    std::fs::create_dir_all(store.join("badman/MAR-INF")).unwrap();
+    std::fs::write(store.join("badman/MAR-INF/MANIFEST.json"), "{").unwrap();
+    std::fs::create_dir_all(store.join("empty")).unwrap();
+    std::fs::create_dir_all(store.join("two")).unwrap();
+    for name in ["a.onnx", "b.onnx"] {
+        std::fs::copy(store.join("tiny/tiny.onnx"), store.join("two").join(name)).unwrap();
+    }
+    // A well-formed archive whose model is not: it fails after unpacking, in the staging folder.
+    let mut opts = PackOptions::new("junk", store.join("bad.onnx"));
+    opts.export_path = store.to_path_buf();
+    pack(&opts).unwrap();
+
+    let canonical = std::fs::canonicalize(store).unwrap();
+    let temp = std::env::temp_dir();
+    // Neither the store, the temp folder, nor a tail of the store's path (its own folder name).
+    let hidden = [
+        store.display().to_string(),
+        canonical.display().to_string(),
+        temp.display().to_string(),
+        store.file_name().unwrap().to_string_lossy().into_owned(),
+    ];
+    for (url, want) in [
+        ("nope.mar", 404),
+        ("bad.onnx", 400),
+        ("broken.mar", 400),
+        ("badman", 400),
+        ("empty", 400),
+        ("two", 400),
+        ("junk.mar", 400),
+    ] {
+        let (status, body) = s.post(format!("{}/models?url={url}", s.management), "").await;
+        assert_eq!(status, want, "{url}: {body}");
+        let message = body["message"].as_str().unwrap();
+        for dir in &hidden {
+            assert!(!message.contains(dir.as_str()), "{url}: {message}");
+        }
+        // Nor any other absolute path: a `/` that starts a word.
+        let starts_a_path = message.char_indices().any(|(i, c)| {
+            c == '/' && (i == 0 || message[..i].ends_with([' ', '`', '\'', '"', '(']))
+        });
+        assert!(!starts_a_path, "{url}: {message}");
+    }
+    s.stop().await;
+}

@@ -110,6 +110,34 @@ pub enum ArchiveError {
     Zip(#[from] zip::result::ZipError),
 }
 
+impl ArchiveError {
+    /// The same error with its paths written relative to the first of `dirs` that holds them
+    /// (a path equal to one is `.`), for answers that leave the server.
+    #[must_use]
+    pub fn relative_to(self, dirs: &[&Path]) -> Self {
+        let rel = |path: PathBuf| {
+            dirs.iter().find_map(|dir| path.strip_prefix(dir).ok()).map_or_else(
+                || path.clone(),
+                |r| if r.as_os_str().is_empty() { PathBuf::from(".") } else { r.to_path_buf() },
+            )
+        };
+        match self {
+            Self::Io { path, source } => Self::Io { path: rel(path), source },
+            Self::NotFound(path) => Self::NotFound(rel(path)),
+            Self::AlreadyExists(path) => Self::AlreadyExists(rel(path)),
+            Self::InvalidManifest { path, reason } => {
+                Self::InvalidManifest { path: rel(path), reason }
+            }
+            Self::NoModelFile(path) => Self::NoModelFile(rel(path)),
+            Self::AmbiguousModelFile { path, candidates } => {
+                Self::AmbiguousModelFile { path: rel(path), candidates }
+            }
+            Self::UnsupportedFormat(path) => Self::UnsupportedFormat(rel(path)),
+            other => other,
+        }
+    }
+}
+
 /// Caps applied while unpacking, so a hostile archive cannot fill the disk or exhaust memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnpackLimits {
