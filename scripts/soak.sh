@@ -70,7 +70,7 @@ with open(path, "w") as f:
 PY
 MIXER=$!
 "$BIN" bench --url "$URL" --model tiny --input examples/inputs/tiny.json --rate "$RATE" \
-  --duration "$SOAK_SECONDS" --no-progress --metrics-url "http://127.0.0.1:$((PORT + 2))/metrics" \
+  --duration "$SOAK_SECONDS" --window 60 --no-progress --metrics-url "http://127.0.0.1:$((PORT + 2))/metrics" \
   --out "$OUT/soak" > "$OUT/soak.log"
 wait $SAMPLER $MIXER
 curl -s "http://127.0.0.1:$((PORT + 2))/metrics" > "$OUT/metrics.txt"
@@ -96,6 +96,15 @@ print(f"samples: {len(rows)} over {rows[-1]['t']} s")
 print(f"RSS second half (trimmed 5%): max - mean = {(trimmed[-1] - mean) / 1024:.1f} MiB; "
       f"slope over the last 5 min = {slope:.2f} MiB/min; first {int(rows[0]['rss_kib'])//1024} MiB, last {int(rows[-1]['rss_kib'])//1024} MiB")
 print(f"FDs min/max {min(fds)}/{max(fds)}; threads min/max {min(threads)}/{max(threads)}")
+def spread(values):
+    values = sorted(values); median = values[len(values) // 2]
+    return f"median {median}, within {100 * max(abs(v - median) for v in values) / max(median, 1):.0f}% of it"
+print(f"second half: FDs {spread([int(r['fds']) for r in half])}; threads {spread([int(r['threads']) for r in half])}")
+windows = result.get("timeline", [])
+if len(windows) >= 2:
+    first, last = windows[0], windows[-1]
+    print(f"p99 first minute {first['p99_ms']:.2f} ms, last minute {last['p99_ms']:.2f} ms "
+          f"({last['p99_ms'] / max(first['p99_ms'], 1e-9):.2f}x; the target is at most 1.5x)")
 print("bench:", json.dumps({k: result[k] for k in result if k in ("requests", "ok", "failed", "throughput_rps", "errors", "latency_ms", "generator", "server_counts")}, default=str)[:1500])
 print("mixer:", mixer)
 print("server:", "".join(five).strip())

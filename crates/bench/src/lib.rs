@@ -8,6 +8,7 @@
 //! - [`choose`]: the pure choice of the recommended configuration under a P99 SLA.
 //! - [`target`]: the server under test: an oxserve started for the sweep, or any running
 //!   TorchServe-compatible server driven through its management API.
+//! - [`timeline`]: throughput and latency window by window over a run.
 //! - [`tune`]: runs a sweep; [`report`] and [`chart`] write `report.md` and its charts.
 //!
 //! ```no_run
@@ -36,6 +37,7 @@ pub mod scrape;
 pub mod stats;
 pub mod sweep;
 pub mod target;
+pub mod timeline;
 pub mod tune;
 mod v2;
 

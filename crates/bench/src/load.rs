@@ -23,6 +23,7 @@ use crate::machine::{HostSampler, Machine, process_cpu_time};
 use crate::result::{BenchResult, GeneratorHealth};
 use crate::scrape::{self, ServerCounts};
 use crate::stats::{self, Latency, StageHistograms};
+use crate::timeline::{Timeline, Window};
 
 /// An open-loop send that leaves more than this many ms after its scheduled time counts as late.
 /// Tokio's timer ticks in whole milliseconds, so anything finer would flag every send.
@@ -111,6 +112,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Full URL of the server's Prometheus endpoint, to read what the server counted.
     pub metrics_url: Option<String>,
+    /// Length of the timeline's windows; by default a sixtieth of a timed run, at least 1 s.
+    pub window: Option<Duration>,
 }
 
 impl Default for LoadConfig {
@@ -131,6 +134,7 @@ impl Default for LoadConfig {
             token: None,
             timeout: Duration::from_secs(120),
             metrics_url: None,
+            window: None,
         }
     }
 }
@@ -150,6 +154,15 @@ impl LoadConfig {
         }
         url::Url::parse(&self.url).with_context(|| format!("invalid URL {:?}", self.url))?;
         Ok(())
+    }
+
+    fn timeline(&self) -> Arc<Mutex<Timeline>> {
+        let length = match self.stop {
+            Stop::Duration(d) => Some(d),
+            Stop::Requests(_) => None,
+        };
+        let window = self.window.unwrap_or_else(|| Timeline::window_for(length));
+        Arc::new(Mutex::new(Timeline::new(window)))
     }
 
     /// The URL every request goes to.
@@ -286,6 +299,23 @@ impl Recorder {
         }
     }
 
+    /// Records a request both here and in the run's timeline, `at` its send time from the start.
+    fn record_in(
+        &mut self,
+        timeline: &Mutex<Timeline>,
+        answer: Answer,
+        latency: Duration,
+        at: Duration,
+    ) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let (answered, ok) = match &answer {
+            Answer::Status { code, .. } => (Some(us), (200..300).contains(code)),
+            Answer::Failed(_) => (None, false),
+        };
+        lock(timeline).record(at, answered, ok);
+        self.record(answer, latency);
+    }
+
     fn merge(&mut self, other: &Self) {
         // Same bounds everywhere, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
@@ -296,6 +326,10 @@ impl Recorder {
         }
         self.stages.merge(&other.stages);
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What came back for one request.
@@ -337,6 +371,7 @@ struct Outcome {
     late_sends: u64,
     max_lateness: Duration,
     send_span: Option<Duration>,
+    timeline: Vec<Window>,
 }
 
 /// Virtual users, each on its own keep-alive connection, each sending its next request as soon as
@@ -349,11 +384,17 @@ async fn closed_loop(config: Arc<LoadConfig>, done: Arc<AtomicU64>) -> anyhow::R
         Stop::Requests(_) => None,
     };
     let url = Arc::new(config.endpoint());
+    let timeline = config.timeline();
     let mut users = tokio::task::JoinSet::new();
     for _ in 0..config.concurrency {
         let client = config.client(1)?;
-        let (config, issued, done, url) =
-            (Arc::clone(&config), Arc::clone(&issued), Arc::clone(&done), Arc::clone(&url));
+        let (config, issued, done, url, timeline) = (
+            Arc::clone(&config),
+            Arc::clone(&issued),
+            Arc::clone(&done),
+            Arc::clone(&url),
+            Arc::clone(&timeline),
+        );
         users.spawn(async move {
             let mut recorder = Recorder::new();
             loop {
@@ -369,7 +410,7 @@ async fn closed_loop(config: Arc<LoadConfig>, done: Arc<AtomicU64>) -> anyhow::R
                 let input = &config.inputs[(k % config.inputs.len() as u64) as usize];
                 let sent = Instant::now();
                 let answer = send(&client, &config, &url, input).await;
-                recorder.record(answer, sent.elapsed());
+                recorder.record_in(&timeline, answer, sent.elapsed(), sent - start);
                 done.fetch_add(1, Ordering::Relaxed);
             }
             recorder
@@ -379,12 +420,14 @@ async fn closed_loop(config: Arc<LoadConfig>, done: Arc<AtomicU64>) -> anyhow::R
     while let Some(user) = users.join_next().await {
         recorder.merge(&user.context("a virtual user panicked")?);
     }
+    let elapsed = start.elapsed();
     Ok(Outcome {
         recorder,
-        elapsed: start.elapsed(),
+        elapsed,
         late_sends: 0,
         max_lateness: Duration::ZERO,
         send_span: None,
+        timeline: lock(&timeline).windows(elapsed),
     })
 }
 
@@ -402,6 +445,7 @@ async fn open_loop(
     let client = config.client(config.max_in_flight)?;
     let url = Arc::new(config.endpoint());
     let recorder = Arc::new(Mutex::new(Recorder::new()));
+    let timeline = config.timeline();
     let room = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
     let late_after = Duration::from_secs_f64(LATE_AFTER_MS / 1e3);
     let (mut late_sends, mut max_lateness) = (0u64, Duration::ZERO);
@@ -418,20 +462,18 @@ async fn open_loop(
         }
         max_lateness = max_lateness.max(lateness);
         let input = config.inputs[(i % config.inputs.len() as u64) as usize].clone();
-        let (client, config, url, recorder, done) = (
+        let (client, config, url, recorder, done, timeline) = (
             client.clone(),
             Arc::clone(&config),
             Arc::clone(&url),
             Arc::clone(&recorder),
             Arc::clone(&done),
+            Arc::clone(&timeline),
         );
         tokio::spawn(async move {
             let answer = send(&client, &config, &url, &input).await;
             let latency = Instant::now().saturating_duration_since(scheduled);
-            recorder
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .record(answer, latency);
+            lock(&recorder).record_in(&timeline, answer, latency, scheduled - start);
             done.fetch_add(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -441,16 +483,14 @@ async fn open_loop(
     let all = room.acquire_many(cap).await.context("the in-flight cap closed")?;
     let elapsed = start.elapsed();
     drop(all);
-    let recorder = std::mem::replace(
-        &mut *recorder.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-        Recorder::new(),
-    );
+    let recorder = std::mem::replace(&mut *lock(&recorder), Recorder::new());
     Ok(Outcome {
         recorder,
         elapsed,
         late_sends,
         max_lateness,
         send_span: Some(last_send.saturating_duration_since(start)),
+        timeline: lock(&timeline).windows(elapsed),
     })
 }
 
@@ -572,5 +612,6 @@ fn summarise(
         server_counts,
         generator,
         machine,
+        timeline: outcome.timeline,
     }
 }

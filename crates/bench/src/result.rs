@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::machine::Machine;
 use crate::scrape::ServerCounts;
 use crate::stats::{Latency, Quantile};
+use crate::timeline::Window;
 
 /// Everything one `bench` run measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +54,9 @@ pub struct BenchResult {
     pub generator: GeneratorHealth,
     /// Where it ran.
     pub machine: Machine,
+    /// Throughput and latency window by window, to see how the run changed over time.
+    #[serde(default)]
+    pub timeline: Vec<Window>,
 }
 
 /// The load generator's own health: a saturated client measures itself, not the server.
@@ -131,6 +135,15 @@ impl BenchResult {
         }
         if let (Some(cpu), Some(cores)) = (g.cpu_seconds, g.cores_busy) {
             out += &format!("load generator CPU: {cpu:.2} s ({cores:.2} cores busy)\n");
+        }
+        if let [first, .., last] = self.timeline.as_slice() {
+            out += &format!(
+                "p99 by window of {:.0} s: first {:.3} ms, last {:.3} ms ({:.2}x)\n",
+                first.duration_s,
+                first.p99_ms,
+                last.p99_ms,
+                last.p99_ms / first.p99_ms.max(1e-9)
+            );
         }
         for w in &g.warnings {
             out += &format!("warning: {w}\n");

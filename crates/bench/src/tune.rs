@@ -246,6 +246,7 @@ async fn measure(
         token: endpoints.inference_token.clone(),
         timeout: Duration::from_secs(120),
         metrics_url: endpoints.metrics.clone(),
+        window: None,
     };
     load::run(&config, bar).await
 }

@@ -154,6 +154,11 @@ async fn open_loop_keeps_its_rate() {
         result.summary()
     );
     assert!(result.throughput_rps > 150.0, "{}", result.summary());
+    // The timeline: a 2 s run in 1 s windows, by scheduled send time, so exactly 200 each.
+    let windows: Vec<u64> = result.timeline.iter().map(|w| w.requests).collect();
+    assert_eq!(windows, [200, 200], "{:?}", result.timeline);
+    assert!(result.timeline.iter().all(|w| w.failed == 0 && w.p99_ms > 0.0));
+    assert!(result.summary().contains("p99 by window of 1 s"), "{}", result.summary());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,10 @@ pub(crate) struct BenchArgs {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 120.0)]
     timeout: f64,
+    /// Length in seconds of the timeline's windows in result.json (throughput and p50/p99 window
+    /// by window); by default a sixtieth of a `--duration` run, at least 1.
+    #[arg(long)]
+    window: Option<f64>,
     /// Folder for ab_report.csv and result.json.
     #[arg(long, default_value = "bench-report")]
     out: PathBuf,
@@ -93,6 +97,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         inputs.push(Input { name: path.display().to_string(), body: body.into() });
     }
     anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be positive");
+    anyhow::ensure!(
+        args.window.is_none_or(|w| w > 0.0 && w.is_finite()),
+        "--window must be a positive number of seconds"
+    );
     let stop = match (args.requests, args.duration) {
         (_, Some(d)) => {
             anyhow::ensure!(d > 0.0 && d.is_finite(), "--duration must be positive");
@@ -116,6 +124,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         token: args.token.clone(),
         timeout: Duration::from_secs_f64(args.timeout),
         metrics_url: args.metrics_url.clone(),
+        window: args.window.map(Duration::from_secs_f64),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
