@@ -228,3 +228,60 @@ async fn ten_times_the_queue_of_clients_keeps_memory_bounded() {
     assert!(grown_mib < bound_mib, "peak RSS grew {grown_mib} MiB, bound {bound_mib} MiB");
     server.stop().await;
 }
+
+/// HTTP/2 rapid reset (CVE-2023-44487): one connection opens prediction streams to the slow model
+/// and resets each right after sending it, as fast as it can. The server must not do work in
+/// proportion to the streams (reset requests are dropped from the queue, or the connection is
+/// closed with GOAWAY), and it must go on serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_costs_the_server_no_work_per_stream() {
+    const STREAMS: usize = 5_000;
+    let options =
+        Options { models: vec![common::model("slow", "slow.onnx")], ..Options::default() };
+    let server = TestServer::start(options).await;
+    let addr = server.inference.trim_start_matches("http://").to_owned();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let uri = format!("{}/predictions/slow", server.inference);
+    let mut sent = 0;
+    let mut client = Some(client);
+    while sent < STREAMS {
+        let Some(ready) = client.take() else { break };
+        let Ok(mut ready) = ready.ready().await else { break };
+        let request =
+            http::Request::post(&uri).header("content-type", "application/json").body(()).unwrap();
+        let Ok((_response, mut stream)) = ready.send_request(request, false) else { break };
+        if stream.send_data(bytes::Bytes::from_static(b"[[1.0]]"), true).is_err() {
+            break;
+        }
+        stream.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+        client = Some(ready);
+    }
+    drop(client);
+    // The connection ends: closed by the server (GOAWAY), or by us once every stream is sent.
+    let closed_by_server = sent < STREAMS;
+    let _ = tokio::time::timeout(Duration::from_secs(30), connection).await;
+
+    // Everyone else is still served.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let r = client.post(&uri).body("[[1.0]]").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let m = common::scrape(&server).await;
+    let outcome = |o: &str| {
+        m.get(&format!("oxserve_requests_total{{model=\"slow\",outcome=\"{o}\",version=\"1.0\"}}"))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (ran, cancelled) = (outcome("ok"), outcome("cancelled"));
+    eprintln!(
+        "rapid reset: {sent} streams sent (connection closed by the server: {closed_by_server}), \
+         {ran} requests run (the last one ours), {cancelled} cancelled in the queue"
+    );
+    assert!(sent >= 1);
+    // At most one in ten streams did any model work (a worker may take a request before its reset
+    // arrives); the rest were never run.
+    assert!(ran <= 1.0 + sent as f64 / 10.0, "{ran} of {sent} reset requests ran");
+    server.stop().await;
+}
