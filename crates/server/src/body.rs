@@ -31,7 +31,10 @@ pub(crate) async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    let read = Limited::new(body, limit).collect();
+    // Without a Content-Length (chunked HTTP/1.1, streamed HTTP/2) the body may come in any number
+    // of pieces: each costs framing work, so their number is capped too.
+    let max_pieces = if declared.is_none() { MAX_BODY_PIECES } else { usize::MAX };
+    let read = collect(Limited::new(body, limit), max_pieces);
     let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
@@ -43,9 +46,15 @@ pub(crate) async fn read_limited(
                 ),
             ));
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(collected)) => collected,
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(ApiError::too_large(limit));
+        }
+        Ok(Err(e)) if e.downcast_ref::<TooManyPieces>().is_some() => {
+            return Err(ApiError::bad_request(format!(
+                "the request body came in more than {MAX_BODY_PIECES} chunks; send it in fewer, \
+                 larger chunks or with a Content-Length"
+            )));
         }
         Ok(Err(e)) => {
             return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
@@ -58,6 +67,48 @@ pub(crate) async fn read_limited(
     tokio::task::spawn_blocking(move || encoding.decode(bytes, limit))
         .await
         .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?
+}
+
+/// Most non-empty pieces (chunks of a chunked body, DATA frames of an HTTP/2 stream, as they
+/// arrive) a body without a Content-Length may come in: Triton's limit, so a body of a million
+/// one-byte chunks is refused early instead of costing a million rounds of framing work.
+const MAX_BODY_PIECES: usize = 65_536;
+
+/// The body came in more than [`MAX_BODY_PIECES`] pieces.
+#[derive(Debug, thiserror::Error)]
+#[error("too many body chunks")]
+struct TooManyPieces;
+
+/// Reads every data frame of `body` into one buffer, refusing a body in more than `max_pieces`
+/// non-empty frames.
+async fn collect(
+    mut body: Limited<Body>,
+    max_pieces: usize,
+) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+    // A body in one piece is kept as it came, without a copy.
+    let (mut first, mut joined) = (None::<Bytes>, None::<bytes::BytesMut>);
+    let mut pieces = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        pieces += 1;
+        if pieces > max_pieces {
+            return Err(Box::new(TooManyPieces));
+        }
+        match (&first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(head), None) => {
+                let mut buffer = bytes::BytesMut::with_capacity(head.len() + data.len());
+                buffer.extend_from_slice(head);
+                buffer.extend_from_slice(&data);
+                joined = Some(buffer);
+            }
+            (Some(_), Some(buffer)) => buffer.extend_from_slice(&data),
+        }
+    }
+    Ok(joined.map(bytes::BytesMut::freeze).or(first).unwrap_or_default())
 }
 
 /// A request body's `Content-Encoding`.

@@ -285,3 +285,43 @@ async fn http2_rapid_reset_costs_the_server_no_work_per_stream() {
     assert!(ran <= 1.0 + sent as f64 / 10.0, "{ran} of {sent} reset requests ran");
     server.stop().await;
 }
+
+/// A chunked OIP request for `tiny`: its JSON as one chunk, then `spaces` one-byte chunks of
+/// whitespace (so the body stays valid JSON), then the last chunk.
+fn many_chunks(spaces: usize) -> bytes::Bytes {
+    let json = tiny_body();
+    let mut wire = b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\n\
+        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_vec();
+    wire.extend_from_slice(format!("{:x}\r\n", json.len()).as_bytes());
+    wire.extend_from_slice(&json);
+    wire.extend_from_slice(b"\r\n");
+    for _ in 0..spaces {
+        wire.extend_from_slice(b"1\r\n \r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    wire.into()
+}
+
+/// Sends `wire` (writes stop when the server hangs up) and returns what came back.
+async fn send_raw(addr: &str, wire: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(wire).await;
+    read_until_closed(&mut stream, Duration::from_secs(30)).await.0
+}
+
+/// security-tests §4 C9 (Triton's limit): a body without a Content-Length may come in at most
+/// 65,536 non-empty chunks; one more gets a 400. (The memory side, a hundred requests of a million
+/// chunks each against the real server process, is `cli/tests/serve_cli.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_more_than_65536_chunks_is_refused() {
+    let server = TestServer::default().await;
+    let addr = server.inference.trim_start_matches("http://").to_owned();
+    // The JSON is one chunk, so 65,535 more is the most that is accepted.
+    let answer = send_raw(&addr, &many_chunks(65_535)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{}", &answer[..answer.len().min(300)]);
+    let answer = send_raw(&addr, &many_chunks(65_536)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{}", &answer[..answer.len().min(300)]);
+    assert!(answer.contains("more than 65536 chunks"), "{answer}");
+    server.stop().await;
+}
