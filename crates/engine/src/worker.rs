@@ -336,19 +336,19 @@ fn run_batch(session: &mut dyn Session, jobs: Vec<Job>, batchable: bool) -> bool
     healthy
 }
 
-/// Splits a batch into runs that can be stacked: consecutive jobs whose inputs share trailing
-/// dimensions. Models without a dynamic batch axis run one request at a time.
+/// Splits a batch into groups that can be stacked: jobs whose inputs share trailing dimensions, in
+/// the order each shape first appears. Requests padded to different widths (text buckets) that
+/// arrive interleaved still run as one group per width, not one run per change of width. Models
+/// without a dynamic batch axis run one request at a time.
 fn groups(jobs: Vec<Job>, batchable: bool) -> Vec<Vec<Job>> {
     let mut groups: Vec<Vec<Job>> = Vec::new();
     for job in jobs {
-        let fits = batchable
-            && groups
-                .last()
-                .and_then(|g| g.first())
-                .is_some_and(|first| same_row_shape(first, &job));
-        match groups.last_mut() {
-            Some(group) if fits => group.push(job),
-            _ => groups.push(vec![job]),
+        let same = batchable
+            .then(|| groups.iter_mut().find(|g| g.first().is_some_and(|f| same_row_shape(f, &job))))
+            .flatten();
+        match same {
+            Some(group) => group.push(job),
+            None => groups.push(vec![job]),
         }
     }
     groups
@@ -450,5 +450,58 @@ fn reply_all(group: Vec<Job>, error: &dyn Fn() -> EngineError) {
     for job in group {
         job.span.in_scope(|| warn!(error = %error(), "batch failed"));
         let _ = job.reply.send(Err(error()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use oxserve_backend::{Tensor, TensorData};
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A one-row job whose single input is `width` wide, tagged by its first value.
+    fn job(width: usize, tag: f32) -> Job {
+        let (reply, _) = oneshot::channel();
+        let now = Instant::now();
+        let mut data = vec![0.0; width];
+        data[0] = tag;
+        Job {
+            inputs: vec![Tensor::new(vec![1, width], TensorData::F32(data)).expect("valid")],
+            rows: 1,
+            arrived: now,
+            deadline: now + Duration::from_secs(5),
+            reply,
+            span: tracing::Span::none(),
+        }
+    }
+
+    fn tags(groups: &[Vec<Job>]) -> Vec<Vec<f32>> {
+        groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|j| match j.inputs[0].data() {
+                        TensorData::F32(v) => v[0],
+                        _ => unreachable!("f32 test jobs"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn interleaved_widths_form_one_group_per_width_in_arrival_order() {
+        let jobs = vec![job(16, 1.0), job(32, 2.0), job(16, 3.0), job(32, 4.0), job(16, 5.0)];
+        let groups = groups(jobs, true);
+        assert_eq!(tags(&groups), [vec![1.0, 3.0, 5.0], vec![2.0, 4.0]]);
+    }
+
+    #[test]
+    fn a_model_without_a_batch_axis_runs_each_job_alone() {
+        let groups = groups(vec![job(16, 1.0), job(16, 2.0)], false);
+        assert_eq!(tags(&groups), [vec![1.0], vec![2.0]]);
     }
 }
