@@ -73,6 +73,22 @@ fn start_with(args: &[&str], logs: &Path, mut command: Command) -> (Running, [St
     (child, [urls[0].clone(), urls[1].clone(), urls[2].clone()])
 }
 
+/// Runs `oxserve serve` with `args` on free ports, expects it to stop at startup with exit code 2,
+/// and returns what it printed on stderr.
+fn fails_to_start(args: &[&str]) -> String {
+    let logs = tempfile::tempdir().unwrap();
+    let out = oxserve()
+        .arg("serve")
+        .args(args)
+        .arg("--log-dir")
+        .arg(logs.path())
+        .args(EPHEMERAL_LISTENERS)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn terminate(mut running: Running) {
     let mut child = running.0.take().unwrap();
     let pid = child.id().to_string();
@@ -200,16 +216,8 @@ async fn config_properties_and_model_store_all() {
 
 #[test]
 fn bad_startup_configuration_exits_with_a_clear_error() {
-    let logs = tempfile::tempdir().unwrap();
-    let out = oxserve()
-        .args(["serve", "--model-store", "/nonexistent-store", "--models", "nothing.mar"])
-        .arg("--log-dir")
-        .arg(logs.path())
-        .args(EPHEMERAL_LISTENERS)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr =
+        fails_to_start(&["--model-store", "/nonexistent-store", "--models", "nothing.mar"]);
     assert!(stderr.contains("nothing.mar"), "{stderr}");
 
     let out =
@@ -399,22 +407,12 @@ async fn engines_are_chosen_server_wide_and_per_model() {
 
 #[test]
 fn asking_for_onnx_runtime_that_is_not_there_is_a_clear_error() {
-    let logs = tempfile::tempdir().unwrap();
-    let out = oxserve()
-        .args([
-            "serve",
-            "--engine",
-            "onnxruntime",
-            "--onnxruntime-lib",
-            "/nonexistent/libonnxruntime.so",
-        ])
-        .arg("--log-dir")
-        .arg(logs.path())
-        .args(EPHEMERAL_LISTENERS)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = fails_to_start(&[
+        "--engine",
+        "onnxruntime",
+        "--onnxruntime-lib",
+        "/nonexistent/libonnxruntime.so",
+    ]);
     assert!(
         stderr.contains("ONNX Runtime") && stderr.contains("/nonexistent/libonnxruntime.so"),
         "{stderr}"
