@@ -7,7 +7,7 @@ use oxserve_backend::Tensor;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::pipeline::{Defaults, IMAGENET_MEAN, IMAGENET_STD, Pipeline, Resize};
-use super::{Labels, Options, answer, floats, prepare, softmax};
+use super::{Labels, ListContext, Options, answer, floats, prepare, softmax};
 use crate::error::{EngineError, Result};
 use crate::handler::{Handler, HandlerContext, Payload, Prediction, Prepared};
 
@@ -20,11 +20,6 @@ pub struct ImageClassifier {
     labels: Labels,
     top_k: usize,
     softmax: bool,
-}
-
-/// Per request: how many images, and whether to answer with a list.
-struct Context {
-    list: bool,
 }
 
 /// Classes ranked by probability; serialises as a JSON object in that order.
@@ -93,11 +88,7 @@ impl ImageClassifier {
 
 impl Handler for ImageClassifier {
     fn preprocess(&self, payload: &Payload) -> Result<Prepared> {
-        let images = prepare(&self.pipeline, payload)?;
-        Ok(Prepared {
-            inputs: vec![images.tensor],
-            context: Box::new(Context { list: images.list }),
-        })
+        Ok(prepare(&self.pipeline, payload)?.into_prepared())
     }
 
     fn postprocess(
@@ -105,7 +96,7 @@ impl Handler for ImageClassifier {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let context = crate::handler::own_context::<Context>(context, "image_classifier")?;
+        let context = crate::handler::own_context::<ListContext>(context, "image_classifier")?;
         let Some(scores) = outputs.first() else {
             return Err(EngineError::Internal("the model returned no outputs".into()));
         };

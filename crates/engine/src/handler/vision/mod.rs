@@ -211,6 +211,23 @@ pub(crate) struct Images {
     pub list: bool,
 }
 
+/// What the classifier and segmenter carry from preprocess to postprocess: whether the request
+/// sent several images (answered with a list) or one (answered alone).
+#[derive(Debug)]
+pub(crate) struct ListContext {
+    pub(crate) list: bool,
+}
+
+impl Images {
+    /// The batch tensor as the model's only input, remembering whether to answer with a list.
+    pub(crate) fn into_prepared(self) -> crate::handler::Prepared {
+        crate::handler::Prepared {
+            inputs: vec![self.tensor],
+            context: Box::new(ListContext { list: self.list }),
+        }
+    }
+}
+
 /// Splits a request into image files and runs the pipeline on each.
 ///
 /// # Errors

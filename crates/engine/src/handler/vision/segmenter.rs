@@ -12,7 +12,7 @@ use image::{ImageBuffer, ImageFormat, Luma};
 use oxserve_backend::{Signature, Tensor};
 
 use super::pipeline::{Defaults, IMAGENET_MEAN, IMAGENET_STD, Pipeline, Resize};
-use super::{Options, answer, floats, prepare, softmax};
+use super::{ListContext, Options, answer, floats, prepare, softmax};
 use crate::error::{EngineError, Result};
 use crate::handler::{Handler, HandlerContext, Payload, Prediction, Prepared};
 
@@ -25,10 +25,6 @@ pub struct ImageSegmenter {
     output: usize,
     png: bool,
     softmax: bool,
-}
-
-struct Context {
-    list: bool,
 }
 
 impl ImageSegmenter {
@@ -111,11 +107,7 @@ fn png(class: &[u32], width: u32, height: u32, classes: usize) -> Result<Vec<u8>
 
 impl Handler for ImageSegmenter {
     fn preprocess(&self, payload: &Payload) -> Result<Prepared> {
-        let images = prepare(&self.pipeline, payload)?;
-        Ok(Prepared {
-            inputs: vec![images.tensor],
-            context: Box::new(Context { list: images.list }),
-        })
+        Ok(prepare(&self.pipeline, payload)?.into_prepared())
     }
 
     fn postprocess(
@@ -123,7 +115,7 @@ impl Handler for ImageSegmenter {
         outputs: Vec<Tensor>,
         context: Box<dyn Any + Send>,
     ) -> Result<Prediction> {
-        let context = crate::handler::own_context::<Context>(context, "image_segmenter")?;
+        let context = crate::handler::own_context::<ListContext>(context, "image_segmenter")?;
         let out = outputs
             .get(self.output)
             .ok_or_else(|| EngineError::Internal("the model returned too few outputs".into()))?;
