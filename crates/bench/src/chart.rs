@@ -115,6 +115,14 @@ fn throughput_vs_p99<DB: DrawingBackend>(
         .map_err(err)?
         .label(format!("SLA {} ms", run.sla_p99_ms))
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], SLA_RED.stroke_width(2)));
+    // Labels go where they overlap no other label or point, so close configurations stay legible.
+    let pixels: Vec<(i32, i32)> = run
+        .cases
+        .iter()
+        .map(|c| chart.backend_coord(&(c.result.latency_ms.p99, c.result.throughput_rps)))
+        .collect();
+    let labels: Vec<String> = (0..run.cases.len()).map(|i| short(run, i)).collect();
+    let offsets = place_labels(&pixels, &labels);
     for (t, target) in targets(run).iter().enumerate() {
         let color = PALETTE[t % PALETTE.len()];
         let points: Vec<(usize, f64, f64)> = run
@@ -129,9 +137,9 @@ fn throughput_vs_p99<DB: DrawingBackend>(
                 EmptyElement::at((*x, *y))
                     + Circle::new((0, 0), 6, color.filled())
                     + Text::new(
-                        short(run, *i),
-                        (9, -16),
-                        ("sans-serif", 14).into_font().color(&BLACK),
+                        labels[*i].clone(),
+                        offsets[*i],
+                        ("sans-serif", LABEL_PX).into_font().color(&BLACK),
                     )
             }))
             .map_err(err)?
@@ -157,6 +165,40 @@ fn throughput_vs_p99<DB: DrawingBackend>(
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// Size of the point labels, and the width of one of their characters (DejaVu Sans at 14 px
+/// averages under 8 px), for keeping labels apart.
+const LABEL_PX: u32 = 14;
+const CHAR_PX: i32 = 8;
+
+/// For each point (in pixels), where its label goes relative to it: the first of right-above,
+/// right-below, left-above and left-below whose box overlaps no label placed before it and no
+/// point, else right-above.
+fn place_labels(points: &[(i32, i32)], labels: &[String]) -> Vec<(i32, i32)> {
+    let h = LABEL_PX as i32;
+    let overlaps = |a: (i32, i32, i32, i32), b: (i32, i32, i32, i32)| {
+        a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+    };
+    let dots: Vec<(i32, i32, i32, i32)> =
+        points.iter().map(|&(x, y)| (x - 7, y - 7, x + 7, y + 7)).collect();
+    let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
+    points
+        .iter()
+        .zip(labels)
+        .map(|(&(x, y), label)| {
+            let w = CHAR_PX * i32::try_from(label.chars().count()).unwrap_or(i32::MAX / 16);
+            // 14 px to the side clears the 12 px ring around the recommended point too.
+            let candidates = [(14, -h - 2), (14, 4), (-w - 14, -h - 2), (-w - 14, 4)];
+            let fits = |&(dx, dy): &(i32, i32)| {
+                let rect = (x + dx, y + dy, x + dx + w, y + dy + h);
+                !placed.iter().chain(&dots).any(|&r| overlaps(rect, r))
+            };
+            let (dx, dy) = candidates.iter().copied().find(fits).unwrap_or(candidates[0]);
+            placed.push((x + dx, y + dy, x + dx + w, y + dy + h));
+            (dx, dy)
+        })
+        .collect()
 }
 
 /// x position of a quantile: its number of nines (0.9 → 1, 0.99 → 2), so the tail gets room.
@@ -193,6 +235,8 @@ fn latency<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, run: &TuneRun) -> a
     let mut chart = ChartBuilder::on(&root)
         .caption("Latency distribution per configuration", ("sans-serif", 24))
         .margin(20)
+        // Room for the last percentile label, centred on the right edge.
+        .margin_right(45)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..max_x, 0f64..max_ms * 1.1)
@@ -244,4 +288,30 @@ fn latency<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, run: &TuneRun) -> a
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_of_close_points_do_not_overlap() {
+        // Two points 25 px apart on one line (w1_b8 and w2_b8 in docs/tuning), and a third below.
+        let points = [(760, 268), (785, 268), (770, 290)];
+        let labels = ["w2_b8".to_owned(), "w1_b8".to_owned(), "w2_b4".to_owned()];
+        let offsets = place_labels(&points, &labels);
+        let rect = |i: usize| {
+            let (x, y) = (points[i].0 + offsets[i].0, points[i].1 + offsets[i].1);
+            (x, y, x + 40, y + 14)
+        };
+        for i in 0..3 {
+            for j in i + 1..3 {
+                let (a, b) = (rect(i), rect(j));
+                let overlap = a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3;
+                assert!(!overlap, "labels {i} and {j} overlap: {offsets:?}");
+            }
+        }
+        // A lone point keeps the usual place, right and above.
+        assert_eq!(place_labels(&[(100, 100)], &["w1_b1".to_owned()]), [(14, -16)]);
+    }
 }
