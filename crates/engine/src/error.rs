@@ -94,17 +94,39 @@ impl EngineError {
     }
 }
 
-/// `text` with every `dir/` prefix of a path removed (only whole folder names: `dir` followed by
-/// a `/`).
-fn relative_text(mut text: String, dirs: &[&Path]) -> String {
+/// `text` with every `dir/` that starts a path removed. Only whole folders count: `dir/` must
+/// not be the tail of a longer path (`/tmp/` inside `/var/tmp/x` stays), so it must start the text
+/// or follow a character that cannot be part of a path name here (space, quote, bracket, `=`, `:`).
+fn relative_text(text: String, dirs: &[&Path]) -> String {
+    let mut text = text;
     for dir in dirs {
         let dir = dir.to_string_lossy();
         let dir = dir.trim_end_matches('/');
-        if !dir.is_empty() {
-            text = text.replace(&format!("{dir}/"), "");
+        if dir.is_empty() || dir == "." {
+            continue;
         }
+        let prefix = format!("{dir}/");
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(&prefix) {
+            let before = rest[..at].chars().next_back().or_else(|| out.chars().next_back());
+            let starts_path = before.is_none_or(|c| !is_path_char(c));
+            out.push_str(&rest[..at]);
+            if !starts_path {
+                out.push_str(&prefix);
+            }
+            rest = &rest[at + prefix.len()..];
+        }
+        out.push_str(rest);
+        text = out;
     }
     text
+}
+
+/// Whether `c` can be part of a path as it appears in a message: anything but white space and the
+/// punctuation that surrounds paths in messages.
+fn is_path_char(c: char) -> bool {
+    !(c.is_whitespace() || matches!(c, '`' | '\'' | '"' | '(' | '[' | '=' | ':' | ','))
 }
 
 /// Result alias for the engine.
@@ -130,6 +152,18 @@ mod tests {
         let e = EngineError::Archive(ArchiveError::NoModelFile(PathBuf::from("/srv/store/m")));
         let text = e.relative_to(&[store]).to_string();
         assert!(text.ends_with("at the root of `m`"), "{text}");
+        // Nor the tail of a longer path, nor a folder named like the store inside another path.
+        let staging = Path::new("/tmp");
+        let e = EngineError::Load("in /var/tmp/x and `/tmp/y`, models/z".into());
+        assert_eq!(
+            e.relative_to(&[staging, Path::new("models")]).to_string(),
+            "failed to load model: in /var/tmp/x and `y`, z"
+        );
+        let e = EngineError::Load("see foo/models/x".into());
+        assert_eq!(
+            e.relative_to(&[Path::new("models")]).to_string(),
+            "failed to load model: see foo/models/x"
+        );
         let e = EngineError::Archive(ArchiveError::NotFound(PathBuf::from("/srv/store")));
         assert_eq!(e.relative_to(&[store]).to_string(), "`.` does not exist");
     }

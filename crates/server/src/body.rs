@@ -16,7 +16,7 @@ use crate::error::ApiError;
 /// never held whole in memory. A gzip or deflate body (`Content-Encoding`) is inflated under the
 /// same limit, so a small bomb cannot become a large body. A client that does not finish sending
 /// within `config.body_read_timeout` gets 408: a slow sender cannot hold a connection and a request
-/// slot for ever.
+/// slot for ever. A body in more than 65,536 pieces (chunks or frames) gets 400.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
@@ -31,10 +31,7 @@ pub(crate) async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    // Without a Content-Length (chunked HTTP/1.1, streamed HTTP/2) the body may come in any number
-    // of pieces: each costs framing work, so their number is capped too.
-    let max_pieces = if declared.is_none() { MAX_BODY_PIECES } else { usize::MAX };
-    let read = collect(Limited::new(body, limit), max_pieces);
+    let read = collect(Limited::new(body, limit), max_pieces(limit));
     let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
         Err(_) => {
             return Err(ApiError::new(
@@ -52,8 +49,9 @@ pub(crate) async fn read_limited(
         }
         Ok(Err(e)) if e.downcast_ref::<TooManyPieces>().is_some() => {
             return Err(ApiError::bad_request(format!(
-                "the request body came in more than {MAX_BODY_PIECES} chunks; send it in fewer, \
-                 larger chunks or with a Content-Length"
+                "the request body came in more than {} chunks or frames; send it in fewer, \
+                 larger ones",
+                max_pieces(limit)
             )));
         }
         Ok(Err(e)) => {
@@ -69,10 +67,18 @@ pub(crate) async fn read_limited(
         .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?
 }
 
-/// Most non-empty pieces (chunks of a chunked body, DATA frames of an HTTP/2 stream, as they
-/// arrive) a body without a Content-Length may come in: Triton's limit, so a body of a million
-/// one-byte chunks is refused early instead of costing a million rounds of framing work.
+/// Most non-empty pieces (chunks of a chunked body, DATA frames of an HTTP/2 stream, reads of a
+/// plain one) a body may come in: Triton's limit for chunks, so a body of a million one-byte chunks
+/// or frames is refused early instead of costing a million rounds of framing work. It applies
+/// whatever the headers say: an HTTP/2 client may declare a Content-Length and still send one-byte
+/// frames.
 const MAX_BODY_PIECES: usize = 65_536;
+
+/// The piece cap for a body of at most `limit` bytes: [`MAX_BODY_PIECES`], or more for a limit
+/// raised past 32 MiB, so that pieces averaging 512 bytes (a slow link's reads) always fit.
+fn max_pieces(limit: usize) -> usize {
+    MAX_BODY_PIECES.max(limit / 512)
+}
 
 /// The body came in more than [`MAX_BODY_PIECES`] pieces.
 #[derive(Debug, thiserror::Error)]

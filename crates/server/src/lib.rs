@@ -321,7 +321,7 @@ fn router(apis: &[Api], state: AppState) -> Router {
             .collect();
         let request_id = HeaderName::from_static(observe::REQUEST_ID);
         return grpc::router(&services, &state)
-            .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record_grpc))
             .layer(
                 ServiceBuilder::new()
                     .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -58,21 +58,27 @@ pub(crate) fn server_timing(t: &RequestTimings) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("total;dur=0"))
 }
 
-/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line, for HTTP and gRPC
-/// alike. While the server drains, HTTP requests other than health checks are refused with 503 and
-/// `Connection: close` (gRPC services refuse with UNAVAILABLE themselves, in their own framing).
-pub(crate) async fn record(
+/// Counts each answer in `Requests2XX/4XX/5XX` and writes an access log line. While the server
+/// drains, requests other than health checks are refused with 503 and `Connection: close`.
+pub(crate) async fn record(state: State<AppState>, request: Request, next: Next) -> Response {
+    record_answer(state, request, next, true).await
+}
+
+/// [`record`] for the gRPC listeners, which are told apart by their router, not by anything the
+/// client sends: their services refuse with UNAVAILABLE while draining, in gRPC's own framing.
+pub(crate) async fn record_grpc(state: State<AppState>, request: Request, next: Next) -> Response {
+    record_answer(state, request, next, false).await
+}
+
+async fn record_answer(
     State(state): State<AppState>,
     request: Request,
     next: Next,
+    refuse_while_draining: bool,
 ) -> Response {
     let started = Instant::now();
     let metrics = state.registry.metrics();
-    let grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if !grpc
+    if refuse_while_draining
         && !is_health_check(request.uri().path())
         && state.draining.load(std::sync::atomic::Ordering::Acquire)
     {

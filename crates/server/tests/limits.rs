@@ -325,3 +325,46 @@ async fn a_body_in_more_than_65536_chunks_is_refused() {
     assert!(answer.contains("more than 65536 chunks"), "{answer}");
     server.stop().await;
 }
+
+/// A body sent one byte per HTTP/2 DATA frame, with an honest Content-Length, is not read to the
+/// end: h2 itself ends such a connection (GOAWAY `too_many_data_frames`, ENHANCE_YOUR_CALM, seen
+/// after a few thousand frames here), and the server's own cap of 65,536 pieces would answer 400
+/// behind it. Either way the request is not served and the server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_body_in_one_byte_frames_is_not_read_to_the_end() {
+    const SPACES: usize = 70_000;
+    let server = TestServer::default().await;
+    let addr = server.inference.trim_start_matches("http://").to_owned();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut body = tiny_body();
+    body.resize(body.len() + SPACES, b' ');
+    let url = format!("{}/v2/models/tiny/infer", server.inference);
+    let request = http::Request::post(&url)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let mut client = client.ready().await.unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    for (i, byte) in body.iter().enumerate() {
+        // Wait for flow-control room, so each byte leaves as a frame of its own.
+        stream.reserve_capacity(1);
+        match futures_util::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+        if stream.send_data(bytes::Bytes::copy_from_slice(&[*byte]), i + 1 == body.len()).is_err() {
+            break;
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(60), response).await.unwrap() {
+        // The server's cap answered first.
+        Ok(answer) => assert_eq!(answer.status(), 400),
+        // h2 closed the connection first.
+        Err(e) => assert!(e.is_go_away() || e.is_io(), "{e:?}"),
+    }
+    assert_eq!(server.post(url, tiny_body()).await.0, 200, "the server goes on serving");
+    server.stop().await;
+}
