@@ -101,6 +101,7 @@ def spread(values):
     return f"median {median}, within {100 * max(abs(v - median) for v in values) / max(median, 1):.0f}% of it"
 print(f"second half: FDs {spread([int(r['fds']) for r in half])}; threads {spread([int(r['threads']) for r in half])}")
 windows = result.get("timeline", [])
+windows = [w for w in windows if w["duration_s"] >= 0.5 * windows[0]["duration_s"]] if windows else []
 if len(windows) >= 2:
     first, last = windows[0], windows[-1]
     print(f"p99 first minute {first['p99_ms']:.2f} ms, last minute {last['p99_ms']:.2f} ms "

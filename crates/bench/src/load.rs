@@ -421,13 +421,18 @@ async fn closed_loop(config: Arc<LoadConfig>, done: Arc<AtomicU64>) -> anyhow::R
         recorder.merge(&user.context("a virtual user panicked")?);
     }
     let elapsed = start.elapsed();
+    // Sends go on until the deadline; a run of n requests sends until nearly the end.
+    let sending = match config.stop {
+        Stop::Duration(d) => d.min(elapsed),
+        Stop::Requests(_) => elapsed,
+    };
     Ok(Outcome {
         recorder,
         elapsed,
         late_sends: 0,
         max_lateness: Duration::ZERO,
         send_span: None,
-        timeline: lock(&timeline).windows(elapsed),
+        timeline: lock(&timeline).windows(sending),
     })
 }
 
@@ -490,7 +495,8 @@ async fn open_loop(
         late_sends,
         max_lateness,
         send_span: Some(last_send.saturating_duration_since(start)),
-        timeline: lock(&timeline).windows(elapsed),
+        // Requests count by scheduled send time, so the run's windows end with the schedule.
+        timeline: lock(&timeline).windows(Duration::from_secs_f64(total as f64 / rate)),
     })
 }
 

@@ -136,7 +136,13 @@ impl BenchResult {
         if let (Some(cpu), Some(cores)) = (g.cpu_seconds, g.cores_busy) {
             out += &format!("load generator CPU: {cpu:.2} s ({cores:.2} cores busy)\n");
         }
-        if let [first, .., last] = self.timeline.as_slice() {
+        // A last window much shorter than the others holds too few requests to compare.
+        let full: Vec<&Window> = self
+            .timeline
+            .iter()
+            .filter(|w| self.timeline.first().is_some_and(|f| w.duration_s >= 0.5 * f.duration_s))
+            .collect();
+        if let [first, .., last] = full.as_slice() {
             out += &format!(
                 "p99 by window of {:.0} s: first {:.3} ms, last {:.3} ms ({:.2}x)\n",
                 first.duration_s,

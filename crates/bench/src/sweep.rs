@@ -286,7 +286,10 @@ fn expand(
     let requests = cfg.requests.unwrap_or(1000);
     ensure!(requests >= 1, "requests must be at least 1");
     if let Some(d) = cfg.duration {
-        ensure!(d > 0.0 && d.is_finite(), "duration must be positive");
+        ensure!(
+            std::time::Duration::try_from_secs_f64(d).is_ok_and(|d| !d.is_zero()),
+            "duration must be a positive number of seconds, got {d}"
+        );
     }
     let protocol = cfg.protocol.clone().unwrap_or_else(|| "torchserve".into());
     protocol.parse::<crate::load::Protocol>()?;

@@ -115,13 +115,13 @@ impl Timeline {
             }
             self.windows.push(first);
         }
-        self.window *= 2;
+        self.window = self.window.saturating_mul(2);
     }
 
-    /// The windows, the last one cut at `elapsed` (the end of the run).
-    pub(crate) fn windows(&self, elapsed: Duration) -> Vec<Window> {
+    /// The windows, the last one cut at `end`: when the last request was due to be sent.
+    pub(crate) fn windows(&self, end: Duration) -> Vec<Window> {
         let window = self.window.as_secs_f64();
-        let end = elapsed.as_secs_f64().max(window * self.windows.len().saturating_sub(1) as f64);
+        let end = end.as_secs_f64().max(window * self.windows.len().saturating_sub(1) as f64);
         self.windows
             .iter()
             .enumerate()

@@ -537,6 +537,7 @@ fn bodies_of_a_million_chunks_are_cut_off_and_do_not_grow_the_server() {
     let send = || {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
         // The server stops reading at the limit, so the rest of the write fails.
         let _ = stream.write_all(&wire);
         let mut answer = Vec::new();

@@ -90,22 +90,24 @@ pub(crate) struct BenchArgs {
 }
 
 /// Reads the inputs, runs the load and writes the reports.
+/// A positive number of seconds given for `flag`, as a duration (no panic on huge values).
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+}
+
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut inputs = Vec::new();
     for path in &args.inputs {
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         inputs.push(Input { name: path.display().to_string(), body: body.into() });
     }
-    anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be positive");
-    anyhow::ensure!(
-        args.window.is_none_or(|w| w > 0.0 && w.is_finite()),
-        "--window must be a positive number of seconds"
-    );
+    let timeout = seconds("--timeout", args.timeout)?;
+    let window = args.window.map(|w| seconds("--window", w)).transpose()?;
     let stop = match (args.requests, args.duration) {
-        (_, Some(d)) => {
-            anyhow::ensure!(d > 0.0 && d.is_finite(), "--duration must be positive");
-            Stop::Duration(Duration::from_secs_f64(d))
-        }
+        (_, Some(d)) => Stop::Duration(seconds("--duration", d)?),
         (n, None) => Stop::Requests(n.unwrap_or(100)),
     };
     let config = LoadConfig {
@@ -122,9 +124,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         warmup: args.warmup,
         http2: args.http2,
         token: args.token.clone(),
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout,
         metrics_url: args.metrics_url.clone(),
-        window: args.window.map(Duration::from_secs_f64),
+        window,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
