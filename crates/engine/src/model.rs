@@ -317,6 +317,12 @@ impl ModelVersion {
         result
     }
 
+    /// How many of its requests may be in flight at once now: `maxConcurrentRequests`, or what
+    /// the queue and the workers' batches hold.
+    pub fn concurrency_limit(&self) -> usize {
+        self.admission.limit.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Takes a place among the model's requests in flight, or refuses at once: with
     /// [`EngineError::TooManyRequests`] past `maxConcurrentRequests`, else with
     /// [`EngineError::Overloaded`] past what the queue and the workers' batches can hold. Servers

@@ -637,3 +637,25 @@ async fn a_stream_s_requests_fill_one_batch() {
     assert_eq!(common::get(&m, "oxserve_batch_size{model=\"tiny\",version=\"1.0\"}"), 1.0);
     s.stop().await;
 }
+
+/// With `maxConcurrentRequests` 2, a stream's eight requests wait for each other's places instead
+/// of refusing each other: all eight are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_keeps_within_the_model_s_concurrency_limit() {
+    let mut options = Options::default();
+    let mut limited = model("tiny", "tiny");
+    limited.overrides.max_concurrent_requests = Some(2);
+    options.models = vec![limited];
+    let s = TestServer::start(options).await;
+    let mut c = oip(&s).await;
+    let requests: Vec<ModelInferRequest> =
+        (0..8).map(|i| ModelInferRequest { id: format!("r{i}"), ..tiny_request(true) }).collect();
+    let mut answers =
+        c.model_stream_infer(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    for i in 0..8 {
+        let answer = answers.message().await.unwrap().unwrap();
+        assert_eq!(answer.error_message, "", "request {i}");
+        assert_eq!(answer.infer_response.unwrap().id, format!("r{i}"));
+    }
+    s.stop().await;
+}

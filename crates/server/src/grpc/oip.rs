@@ -5,9 +5,13 @@
 //! back; FP16 has no typed field, so an answer with an FP16 output is always raw, as the
 //! specification requires (raw for every output or for none).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use futures_util::StreamExt;
 use oxserve_backend::{DType, Tensor, TensorData};
 use oxserve_engine::{ModelVersion, RequestOptions};
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -129,6 +133,7 @@ impl GrpcInferenceService for Oip {
         let deadline = options.timeout.map(|t| std::time::Instant::now() + t);
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let context = self.0.clone();
+        let mut slots = StreamSlots::default();
         let mut answers = request
             .into_inner()
             .map(move |next| {
@@ -137,7 +142,13 @@ impl GrpcInferenceService for Oip {
                     options.timeout =
                         Some(deadline.saturating_duration_since(std::time::Instant::now()));
                 }
+                let slot = next.as_ref().ok().and_then(|r| slots.of(&context, r));
                 async move {
+                    // Waits for one of this stream's places for the model, if it has a limit.
+                    let _place = match slot {
+                        Some(slot) => slot.acquire_owned().await.ok(),
+                        None => None,
+                    };
                     match next {
                         Ok(next) => Ok(stream_answer(&context, &options, next).await),
                         Err(status) => Err(super::oversized_status(status)),
@@ -161,6 +172,23 @@ impl GrpcInferenceService for Oip {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Per stream and model: how many of the stream's requests may run at once. At most the model's
+/// own concurrency limit, so that with a small `maxConcurrentRequests` a stream's requests wait for
+/// each other instead of refusing each other; other clients still compete as usual.
+#[derive(Debug, Default)]
+struct StreamSlots(HashMap<(String, String), Arc<Semaphore>>);
+
+impl StreamSlots {
+    /// The places for the model `request` names; `None` when it names no model (its answer is
+    /// that error).
+    fn of(&mut self, context: &Context, request: &ModelInferRequest) -> Option<Arc<Semaphore>> {
+        let v = context.model(&request.model_name, &request.model_version).ok()?;
+        let key = (v.name().to_owned(), v.version().to_owned());
+        let places = v.concurrency_limit().clamp(1, STREAM_IN_FLIGHT);
+        Some(Arc::clone(self.0.entry(key).or_insert_with(|| Arc::new(Semaphore::new(places)))))
     }
 }
 
