@@ -77,8 +77,7 @@ impl EngineError {
     /// tried longest first.
     #[must_use]
     pub fn relative_to(self, dirs: &[&Path]) -> Self {
-        let mut dirs = dirs.to_vec();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+        let dirs = longest_first(dirs);
         let text = |s: String| relative_text(s, &dirs);
         match self {
             Self::ModelNotFound(s) => Self::ModelNotFound(text(s)),
@@ -92,6 +91,17 @@ impl EngineError {
             other => other,
         }
     }
+}
+
+/// [`EngineError::relative_to`] for a message kept as text (a worker's start-up error).
+pub(crate) fn relative_message(text: String, dirs: &[&Path]) -> String {
+    relative_text(text, &longest_first(dirs))
+}
+
+fn longest_first<'a>(dirs: &[&'a Path]) -> Vec<&'a Path> {
+    let mut dirs = dirs.to_vec();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+    dirs
 }
 
 /// `text` with every `dir/` that starts a path removed. Only whole folders count: `dir/` must
@@ -163,6 +173,14 @@ mod tests {
         assert_eq!(
             e.relative_to(&[Path::new("models")]).to_string(),
             "failed to load model: see foo/models/x"
+        );
+        // A worker's start-up error, kept as text, is rewritten the same way.
+        assert_eq!(
+            relative_message(
+                "failed to load model from /tmp/.unpack-1/m/model.onnx".into(),
+                &[Path::new("/tmp"), Path::new("/tmp/.unpack-1/m")]
+            ),
+            "failed to load model from model.onnx"
         );
         let e = EngineError::Archive(ArchiveError::NotFound(PathBuf::from("/srv/store")));
         assert_eq!(e.relative_to(&[store]).to_string(), "`.` does not exist");

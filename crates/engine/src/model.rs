@@ -1,6 +1,6 @@
 //! One loaded model version: its engine model, handler, queue and workers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -69,19 +69,27 @@ impl ModelVersion {
         handlers: &HandlerRegistry,
         metrics: &Metrics,
     ) -> Result<Self> {
+        // The folders messages name files relative to: the model store (as given and canonical)
+        // and where archives are unpacked; then the model's own folder.
         let store = &config.model_store;
-        let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.clone());
-        let staging = config.unpack_limits.staging_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let mut hidden = vec![
+            store.clone(),
+            std::fs::canonicalize(store).unwrap_or_else(|_| store.clone()),
+            config.unpack_limits.staging_dir.clone().unwrap_or_else(std::env::temp_dir),
+        ];
         let files = unpack(&spec.path, &config.unpack_limits)
-            .map_err(|e| EngineError::from(e).relative_to(&[store, &canonical, &staging]))?;
-        let dir = files.dir.clone();
-        Self::load_unpacked(spec, files, config, backends, handlers, metrics)
-            .map_err(|e| e.relative_to(&[&dir, store, &canonical, &staging]))
+            .map_err(|e| EngineError::from(e).relative_to(&paths(&hidden)))?;
+        hidden.push(files.dir.clone());
+        Self::load_unpacked(spec, files, hidden.clone(), config, backends, handlers, metrics)
+            .map_err(|e| e.relative_to(&paths(&hidden)))
     }
 
+    /// [`Self::load`] once the model is unpacked; `hidden` goes to the workers, whose start-up
+    /// errors also reach clients.
     fn load_unpacked(
         spec: LoadSpec,
         files: UnpackedModel,
+        hidden: Vec<PathBuf>,
         config: &EngineConfig,
         backends: &[Arc<dyn Backend>],
         handlers: &HandlerRegistry,
@@ -160,6 +168,7 @@ impl ModelVersion {
             Arc::clone(&model),
             Arc::clone(&metrics),
             devices,
+            hidden,
         );
         Ok(Self {
             name,
@@ -617,6 +626,10 @@ fn check_is_onnx(path: &Path) -> Result<()> {
                 .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
         )))
     }
+}
+
+fn paths(dirs: &[PathBuf]) -> Vec<&Path> {
+    dirs.iter().map(PathBuf::as_path).collect()
 }
 
 /// Resident memory of this process, from `/proc/self/statm` (0 where that is not available).

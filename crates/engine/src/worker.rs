@@ -110,6 +110,9 @@ pub(crate) struct WorkerPool {
     metrics: Arc<ModelMetrics>,
     /// Devices assigned round-robin by worker number ([`worker_device`]).
     devices: Vec<Device>,
+    /// Folders (model store, model folder, unpacking folder) that [`Self::failure`] names files
+    /// relative to, since its text reaches clients.
+    hidden: Vec<std::path::PathBuf>,
     workers: Vec<Worker>,
     next_id: usize,
 }
@@ -121,8 +124,9 @@ impl WorkerPool {
         model: Arc<dyn LoadedModel>,
         metrics: Arc<ModelMetrics>,
         devices: Vec<Device>,
+        hidden: Vec<std::path::PathBuf>,
     ) -> Self {
-        Self { label, queue, model, metrics, devices, workers: Vec::new(), next_id: 0 }
+        Self { label, queue, model, metrics, devices, hidden, workers: Vec::new(), next_id: 0 }
     }
 
     /// Workers not asked to stop.
@@ -148,9 +152,12 @@ impl WorkerPool {
         if active.is_empty() || active.iter().any(|w| w.shared.get() != WorkerStatus::Failed) {
             return None;
         }
-        active.iter().find_map(|w| {
+        let error = active.iter().find_map(|w| {
             w.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-        })
+        })?;
+        let hidden: Vec<&std::path::Path> =
+            self.hidden.iter().map(std::path::PathBuf::as_path).collect();
+        Some(crate::error::relative_message(error, &hidden))
     }
 
     pub(crate) fn infos(&self) -> Vec<WorkerInfo> {
