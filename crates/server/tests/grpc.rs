@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Options, TestServer, expected, model};
-use oxserve_engine::config::EngineConfig;
+use oxserve_engine::config::{EngineConfig, ModelOverrides};
 use oxserve_server::AuthConfig;
 use oxserve_server::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use oxserve_server::grpc::proto::inference::model_infer_request::{
@@ -606,17 +606,12 @@ async fn grpc_calls_are_counted_and_logged_like_http_ones() {
     s.stop().await;
 }
 
-/// A stream's requests are served concurrently, so they fill a batch as concurrent unary calls do:
-/// eight requests on one stream to a model with batch size 8 and a 2 s batch delay run as one batch
-/// of eight (served one at a time they would be eight batches of one, each waiting out the delay).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_s_requests_fill_one_batch() {
-    let mut options = Options::default();
-    let mut batched = model("tiny", "tiny");
-    batched.overrides.batch_size = Some(8);
-    batched.overrides.max_batch_delay = Some(2000);
-    options.models = vec![batched];
-    let s = TestServer::start(options).await;
+/// Serves `tiny` with `overrides` and sends eight requests on one stream; checks that each is
+/// answered without error, in request order, and that the stream then ends.
+async fn stream_eight_to_tiny(overrides: ModelOverrides) -> TestServer {
+    let mut tiny = model("tiny", "tiny");
+    tiny.overrides = overrides;
+    let s = TestServer::start(Options { models: vec![tiny], ..Options::default() }).await;
     let mut c = oip(&s).await;
     let requests: Vec<ModelInferRequest> =
         (0..8).map(|i| ModelInferRequest { id: format!("r{i}"), ..tiny_request(true) }).collect();
@@ -624,14 +619,24 @@ async fn a_stream_s_requests_fill_one_batch() {
         c.model_stream_infer(tokio_stream::iter(requests)).await.unwrap().into_inner();
     for i in 0..8 {
         let answer = answers.message().await.unwrap().unwrap();
-        assert_eq!(answer.error_message, "");
-        assert_eq!(
-            answer.infer_response.unwrap().id,
-            format!("r{i}"),
-            "answers keep request order"
-        );
+        assert_eq!(answer.error_message, "", "request {i}");
+        assert_eq!(answer.infer_response.unwrap().id, format!("r{i}"), "answers keep order");
     }
     assert!(answers.message().await.unwrap().is_none());
+    s
+}
+
+/// A stream's requests are served concurrently, so they fill a batch as concurrent unary calls do:
+/// eight requests on one stream to a model with batch size 8 and a 2 s batch delay run as one batch
+/// of eight (served one at a time they would be eight batches of one, each waiting out the delay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_s_requests_fill_one_batch() {
+    let overrides = ModelOverrides {
+        batch_size: Some(8),
+        max_batch_delay: Some(2000),
+        ..ModelOverrides::default()
+    };
+    let s = stream_eight_to_tiny(overrides).await;
     // One batch (the histogram's count) of eight requests.
     let m = common::scrape(&s).await;
     assert_eq!(common::get(&m, "oxserve_batch_size{model=\"tiny\",version=\"1.0\"}"), 1.0);
@@ -642,20 +647,7 @@ async fn a_stream_s_requests_fill_one_batch() {
 /// of refusing each other: all eight are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_keeps_within_the_model_s_concurrency_limit() {
-    let mut options = Options::default();
-    let mut limited = model("tiny", "tiny");
-    limited.overrides.max_concurrent_requests = Some(2);
-    options.models = vec![limited];
-    let s = TestServer::start(options).await;
-    let mut c = oip(&s).await;
-    let requests: Vec<ModelInferRequest> =
-        (0..8).map(|i| ModelInferRequest { id: format!("r{i}"), ..tiny_request(true) }).collect();
-    let mut answers =
-        c.model_stream_infer(tokio_stream::iter(requests)).await.unwrap().into_inner();
-    for i in 0..8 {
-        let answer = answers.message().await.unwrap().unwrap();
-        assert_eq!(answer.error_message, "", "request {i}");
-        assert_eq!(answer.infer_response.unwrap().id, format!("r{i}"));
-    }
-    s.stop().await;
+    let overrides =
+        ModelOverrides { max_concurrent_requests: Some(2), ..ModelOverrides::default() };
+    stream_eight_to_tiny(overrides).await.stop().await;
 }
