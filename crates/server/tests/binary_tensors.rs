@@ -10,15 +10,6 @@ use serde_json::{Value, json};
 
 const HEADER: &str = "inference-header-content-length";
 
-fn row() -> Vec<f32> {
-    expected()["tiny"]["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
-}
-
 fn le(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -88,7 +79,7 @@ async fn binary_inputs_and_outputs_equal_the_json_path() {
     // Binary in, JSON out.
     let header = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
                                     "parameters": {"binary_data_size": 256}}]});
-    let (bytes, n) = body(&header, &le(&row()));
+    let (bytes, n) = body(&header, &le(&common::tiny_row()));
     let a = infer(&s, bytes, Some(n)).await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.bytes));
     assert_eq!(a.header_length, None);
@@ -97,7 +88,7 @@ async fn binary_inputs_and_outputs_equal_the_json_path() {
     // Binary in, binary out for every output (request-level flag).
     let mut header = header.clone();
     header["parameters"] = json!({"binary_data_output": true});
-    let (bytes, n) = body(&header, &le(&row()));
+    let (bytes, n) = body(&header, &le(&common::tiny_row()));
     let a = infer(&s, bytes, Some(n)).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.content_type, "application/octet-stream");
@@ -136,20 +127,20 @@ async fn bodies_that_do_not_add_up_are_refused() {
         assert!(error.contains(needle), "{error}");
     };
     // Fewer bytes than binary_data_size says.
-    let (bytes, n) = body(&header, &le(&row())[..200]);
+    let (bytes, n) = body(&header, &le(&common::tiny_row())[..200]);
     check(infer(&s, bytes, Some(n)).await, "runs past");
     // Bytes left over.
-    let mut extra = le(&row());
+    let mut extra = le(&common::tiny_row());
     extra.extend_from_slice(&[0; 8]);
     let (bytes, n) = body(&header, &extra);
     check(infer(&s, bytes, Some(n)).await, "belong to no input");
     // binary_data_size that does not fit the shape.
     let mut short = header.clone();
     short["inputs"][0]["parameters"]["binary_data_size"] = json!(252);
-    let (bytes, n) = body(&short, &le(&row())[..252]);
+    let (bytes, n) = body(&short, &le(&common::tiny_row())[..252]);
     check(infer(&s, bytes, Some(n)).await, "256 bytes");
     // A header length past the end of the body.
-    let (bytes, _) = body(&header, &le(&row()));
+    let (bytes, _) = body(&header, &le(&common::tiny_row()));
     let len = bytes.len();
     check(infer(&s, bytes, Some(len + 1)).await, HEADER);
     // Neither data nor binary_data_size, and both.
@@ -157,12 +148,12 @@ async fn bodies_that_do_not_add_up_are_refused() {
     check(infer(&s, serde_json::to_vec(&none).unwrap(), None).await, "neither");
     let mut both = header.clone();
     both["inputs"][0]["data"] = expected()["tiny"]["input"].clone();
-    let (bytes, n) = body(&both, &le(&row()));
+    let (bytes, n) = body(&both, &le(&common::tiny_row()));
     check(infer(&s, bytes, Some(n)).await, "both");
     // A flag that is not a boolean.
     let mut flag = header.clone();
     flag["parameters"] = json!({"binary_data_output": "yes"});
-    let (bytes, n) = body(&flag, &le(&row()));
+    let (bytes, n) = body(&flag, &le(&common::tiny_row()));
     check(infer(&s, bytes, Some(n)).await, "boolean");
     s.stop().await;
 }

@@ -40,22 +40,13 @@ async fn oip(s: &TestServer) -> GrpcInferenceServiceClient<Channel> {
     GrpcInferenceServiceClient::new(channel(&s.grpc_inference).await)
 }
 
-fn tiny_input() -> Vec<f32> {
-    expected()["tiny"]["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
-}
-
 fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 /// A ModelInfer request for `tiny` with the example row, typed or raw.
 fn tiny_request(raw: bool) -> ModelInferRequest {
-    let data = tiny_input();
+    let data = common::tiny_row();
     let mut input = InferInputTensor {
         name: "input".into(),
         datatype: "FP32".into(),

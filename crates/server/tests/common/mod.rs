@@ -24,6 +24,16 @@ pub fn expected() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The example row of the `tiny` model (examples/inputs/expected.json), as f32.
+pub fn tiny_row() -> Vec<f32> {
+    expected()["tiny"]["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
 /// A model store in a temp folder holding copies of the example models and test fixtures.
 pub fn store() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
