@@ -36,6 +36,32 @@ use oxserve_backend::{
 pub use oxserve_backend::{Device, GpuFallback};
 pub use setup::{MIN_ONNXRUNTIME, OrtSetupError, find_library};
 
+/// For test suites (this crate's and its dependents'): one policy for tests that need the real
+/// library, so a machine without it gets the same instructions everywhere.
+#[doc(hidden)]
+pub mod testing {
+    use super::{OrtBackend, OrtConfig};
+
+    /// The backend on the library found automatically. When it is missing: `None` after a notice
+    /// if `OXSERVE_SKIP_ORT=1`, else a panic saying how to install it.
+    ///
+    /// # Panics
+    /// ONNX Runtime is missing and `OXSERVE_SKIP_ORT` is not `1`.
+    pub fn backend_or_skip() -> Option<OrtBackend> {
+        match OrtBackend::new(OrtConfig::default()) {
+            Ok(backend) => Some(backend),
+            Err(e) if std::env::var("OXSERVE_SKIP_ORT").as_deref() == Ok("1") => {
+                eprintln!("OXSERVE_SKIP_ORT=1: skipping an ONNX Runtime test ({e})");
+                None
+            }
+            Err(e) => panic!(
+                "ONNX Runtime is needed for these tests: {e}\n\
+                 Run `bash scripts/install-onnxruntime.sh`, or set OXSERVE_SKIP_ORT=1 to skip them."
+            ),
+        }
+    }
+}
+
 /// How the ONNX Runtime backend finds its library and builds sessions.
 #[derive(Debug, Clone, Default)]
 pub struct OrtConfig {

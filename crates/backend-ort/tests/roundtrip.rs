@@ -27,21 +27,8 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-/// The backend on the library found automatically; `None` (after a notice) when it is missing and
-/// `OXSERVE_SKIP_ORT=1`. Panics with instructions otherwise.
 fn ort() -> Option<OrtBackend> {
-    let made = find_library(None).and_then(|_| OrtBackend::new(OrtConfig::default()));
-    match made {
-        Ok(backend) => Some(backend),
-        Err(e) if std::env::var("OXSERVE_SKIP_ORT").as_deref() == Ok("1") => {
-            eprintln!("OXSERVE_SKIP_ORT=1: skipping an ONNX Runtime test ({e})");
-            None
-        }
-        Err(e) => panic!(
-            "ONNX Runtime is needed for these tests: {e}\n\
-             Run `bash scripts/install-onnxruntime.sh`, or set OXSERVE_SKIP_ORT=1 to skip them."
-        ),
-    }
+    oxserve_backend_ort::testing::backend_or_skip()
 }
 
 fn source(path: PathBuf) -> ModelSource {

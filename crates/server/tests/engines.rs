@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use common::{TestServer, copy_dir, repo, write_model_dir};
 use oxserve_backend::{Backend, GpuFallback};
-use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::RegisterRequest;
 use oxserve_engine::config::EngineConfig;
@@ -23,17 +22,7 @@ use serde_json::{Value, json};
 
 /// ONNX Runtime, or `None` (after a notice) when it is missing and `OXSERVE_SKIP_ORT=1`.
 fn ort() -> Option<Arc<dyn Backend>> {
-    match OrtBackend::new(OrtConfig::default()) {
-        Ok(backend) => Some(Arc::new(backend)),
-        Err(e) if std::env::var("OXSERVE_SKIP_ORT").as_deref() == Ok("1") => {
-            eprintln!("OXSERVE_SKIP_ORT=1: skipping an ONNX Runtime test ({e})");
-            None
-        }
-        Err(e) => panic!(
-            "ONNX Runtime is needed for these tests: {e}\n\
-             Run `bash scripts/install-onnxruntime.sh`, or set OXSERVE_SKIP_ORT=1 to skip them."
-        ),
-    }
+    oxserve_backend_ort::testing::backend_or_skip().map(|b| Arc::new(b) as Arc<dyn Backend>)
 }
 
 /// A model store with every example and fixture model, and the vision classifier as `photos`.
