@@ -162,13 +162,23 @@ impl Management {
         Ok(Self { client, endpoints })
     }
 
-    fn request(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
+    /// Sends a management call; `Some((status, body))` when the server refused it.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+    ) -> anyhow::Result<Option<(reqwest::StatusCode, String)>> {
         let url = format!("{}{path_and_query}", self.endpoints.management.trim_end_matches('/'));
-        let request = self.client.request(method, url);
-        match &self.endpoints.management_token {
-            Some(t) => request.bearer_auth(t),
-            None => request,
+        let mut request = self.client.request(method, url);
+        if let Some(token) = &self.endpoints.management_token {
+            request = request.bearer_auth(token);
         }
+        let response = request.send().await.context("cannot reach the management API")?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(None);
+        }
+        Ok(Some((status, response.text().await.unwrap_or_default())))
     }
 
     /// Registers the model with the case's settings and waits for its workers.
@@ -184,14 +194,8 @@ impl Management {
             .append_pair("initial_workers", &r.workers.to_string())
             .append_pair("synchronous", "true")
             .finish();
-        let response = self
-            .request(reqwest::Method::POST, &format!("/models?{query}"))
-            .send()
-            .await
-            .context("cannot reach the management API")?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+        let refused = self.call(reqwest::Method::POST, &format!("/models?{query}")).await?;
+        if let Some((status, body)) = refused {
             if status == reqwest::StatusCode::CONFLICT {
                 bail!(
                     "a model named {:?} is already registered: set model_name in the sweep to a free name ({body})",
@@ -208,14 +212,8 @@ impl Management {
     /// # Errors
     /// The server refuses, or cannot be reached.
     pub async fn unregister(&self, model_name: &str) -> anyhow::Result<()> {
-        let response = self
-            .request(reqwest::Method::DELETE, &format!("/models/{model_name}"))
-            .send()
-            .await
-            .context("cannot reach the management API")?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+        let refused = self.call(reqwest::Method::DELETE, &format!("/models/{model_name}")).await?;
+        if let Some((status, body)) = refused {
             bail!("unregistering {model_name} answered {status}: {body}");
         }
         Ok(())
