@@ -9,6 +9,7 @@ use std::sync::Once;
 
 use anyhow::anyhow;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -155,16 +156,25 @@ fn throughput_vs_p99<DB: DrawingBackend>(
             .label("recommended")
             .legend(|(x, y)| Circle::new((x + 10, y), 7, SLA_RED.stroke_width(2)));
     }
+    finish(&root, &mut chart, SeriesLabelPosition::LowerRight, 15)
+}
+
+/// Draws the legend of `chart` at `position` and writes the picture out.
+fn finish<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+    font_px: u32,
+) -> anyhow::Result<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 15))
+        .position(position)
+        .label_font(("sans-serif", font_px))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
         .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    root.present().map_err(err)
 }
 
 /// Size of the point labels, and the width of one of their characters (DejaVu Sans at 14 px
@@ -278,16 +288,7 @@ fn latency<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, run: &TuneRun) -> a
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&root, &mut chart, SeriesLabelPosition::UpperLeft, 14)
 }
 
 #[cfg(test)]
