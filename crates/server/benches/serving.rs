@@ -84,7 +84,7 @@ async fn served(
         ..Default::default()
     };
     registry.register(request).await.unwrap();
-    let config = ServerConfig { ..ServerConfig::on_free_ports() };
+    let config = ServerConfig { auth: None, ..ServerConfig::on_free_ports() };
     let server = Server::bind(config, Arc::clone(&registry)).await.unwrap();
     let url = format!("http://{}/predictions/tiny", server.inference_addr());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
