@@ -14,10 +14,11 @@
 
 #![allow(clippy::unwrap_used)] // bench code: a failed unwrap is a failed run
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use oxserve_backend_tract::TractBackend;
@@ -59,7 +60,7 @@ impl Mode {
 #[derive(Clone)]
 enum Prepared {
     Http { client: reqwest::Client, url: String, body: Bytes, header_length: Option<usize> },
-    Grpc { client: GrpcInferenceServiceClient<Channel>, request: Box<ModelInferRequest> },
+    Grpc { client: GrpcInferenceServiceClient<Channel>, request: Arc<ModelInferRequest> },
 }
 
 impl Prepared {
@@ -135,45 +136,9 @@ async fn prepare(mode: Mode, http: SocketAddr, grpc: &Channel) -> Prepared {
                 client: GrpcInferenceServiceClient::new(grpc.clone())
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20),
-                request: Box::new(request),
+                request: Arc::new(request),
             }
         }
-    }
-}
-
-struct Measured {
-    throughput: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-async fn measure(prepared: &Prepared, clients: usize, total: usize) -> Measured {
-    let per_client = total / clients;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let mut p = prepared.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                let t = Instant::now();
-                std::hint::black_box(p.send().await);
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
-    Measured {
-        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: pick(0.5),
-        p99: pick(0.99),
     }
 }
 
@@ -237,7 +202,14 @@ async fn run(scale: usize) {
         let mut json_rate = 0.0;
         for (mode, p) in modes.iter().zip(&prepared) {
             let total = if clients == 1 { 40 * scale } else { 160 * scale };
-            let m = measure(p, clients, total).await;
+            let p = p.clone();
+            let send = move || {
+                let mut p = p.clone();
+                async move {
+                    std::hint::black_box(p.send().await);
+                }
+            };
+            let m = common::closed_loop(clients, total, send).await;
             if *mode == Mode::Json {
                 json_rate = m.throughput;
             }

@@ -8,9 +8,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use oxserve_backend::{Backend, Device, ModelSource, Tensor, TensorData};
 use oxserve_backend_tract::TractBackend;
@@ -47,12 +49,6 @@ fn in_process(threads: usize, per_thread: usize) -> f64 {
     (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
 }
 
-struct Served {
-    throughput: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
 /// Throughput and latency of `clients` keep-alive clients sending `total` requests to a server.
 async fn served(
     workers: usize,
@@ -60,7 +56,7 @@ async fn served(
     delay_ms: u64,
     clients: usize,
     total: usize,
-) -> Served {
+) -> common::Measured {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(model_path(), dir.path().join("tiny.onnx")).unwrap();
     let engine = EngineConfig {
@@ -97,35 +93,15 @@ async fn served(
     for _ in 0..50 {
         client.post(&url).body(body.clone()).send().await.unwrap().bytes().await.unwrap();
     }
-    let start = Instant::now();
-    let per_client = total / clients;
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
+    let send = move || {
         let (client, url, body) = (client.clone(), url.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                let t = Instant::now();
-                let r = client.post(&url).body(body.clone()).send().await.unwrap();
-                assert!(r.status().is_success());
-                r.bytes().await.unwrap();
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
-    let result = Served {
-        throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: pick(0.5),
-        p99: pick(0.99),
+        async move {
+            let r = client.post(&url).body(body).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+        }
     };
+    let result = common::closed_loop(clients, total, send).await;
     let _ = stop_tx.send(());
     task.await.unwrap().unwrap();
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
