@@ -142,9 +142,11 @@ impl Registry {
     /// Bad url, archive or model; [`EngineError::Conflict`] when the name and version exist.
     /// Errors name files relative to the model store, never by their absolute path.
     pub async fn register(self: &Arc<Self>, request: RegisterRequest) -> Result<Arc<ModelVersion>> {
-        let store = &self.config.model_store;
-        let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.clone());
-        self.register_request(request).await.map_err(|e| e.relative_to(&[store, &canonical]))
+        self.register_request(request).await.map_err(|e| {
+            let store = &self.config.model_store;
+            let canonical = std::fs::canonicalize(store).unwrap_or_else(|_| store.clone());
+            e.relative_to(&[store, &canonical])
+        })
     }
 
     async fn register_request(
