@@ -89,10 +89,16 @@ fn fails_to_start(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Sends SIGTERM from this process, with no `kill` child in between, so it lands the instant the
+/// test decides to send it.
+fn sigterm(child: &Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
 fn terminate(mut running: Running) {
     let mut child = running.0.take().unwrap();
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    sigterm(&child);
     for _ in 0..100 {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "the server exited with {status} on SIGTERM");
@@ -265,6 +271,21 @@ async fn json_logs_carry_the_request_id() {
     );
 }
 
+/// Supervisors signal as soon as they read the started line. The handlers must already be in place
+/// by then: when they were installed on the server's first poll, 2 starts in 3 died of the signal.
+#[test]
+fn sigterm_sent_the_moment_the_server_says_started_stops_it_cleanly() {
+    let store = repo().join("examples/model-store");
+    for _ in 0..5 {
+        let logs = tempfile::tempdir().unwrap();
+        let (child, _) = start(
+            &["--model-store", store.to_str().unwrap(), "--models", "tiny", "--disable-token-auth"],
+            logs.path(),
+        );
+        terminate(child);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_answers_every_accepted_request_then_exits_0() {
     let dir = tempfile::tempdir().unwrap();
@@ -298,8 +319,7 @@ async fn sigterm_answers_every_accepted_request_then_exits_0() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let pid = child.0.as_ref().unwrap().id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    sigterm(child.0.as_ref().unwrap());
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Readiness turns at once (or the listener is already closed).
     if let Ok(r) = client.get(format!("{inference}/ping")).send().await {

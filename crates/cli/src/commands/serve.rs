@@ -197,6 +197,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
+    let shutdown = shutdown_signal()?;
     info!(
         inference = %server.inference_addr(),
         management = %server.management_addr(),
@@ -216,7 +217,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.grpc_inference_addr(),
         server.grpc_management_addr()
     );
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     sampler.abort();
     info!("shutting down: finishing queued requests");
     tokio::task::spawn_blocking(move || registry.shutdown()).await?;
@@ -311,23 +312,28 @@ async fn log_system_metrics(registry: Arc<Registry>, interval: std::time::Durati
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT and SIGTERM handlers and returns the future that completes on either.
+///
+/// It is called before "Model server started" is printed: a handler installed lazily, when the
+/// server first polls the future, leaves a window in which a supervisor that signals as soon as it
+/// reads that line kills the process with the default action instead of draining it.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
