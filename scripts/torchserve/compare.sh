@@ -16,7 +16,10 @@ mkdir -p "$OUT"
 model_url=$(python3 -c "import sys,yaml;d=yaml.safe_load(open(sys.argv[1]));m=next(iter(d.values()));print(next(iter(m.values()))['url'])" "$SWEEP")
 sed "s#url: *${model_url}\b.*#url: ${model_url}.mar#" "$SWEEP" > "$OUT/sweep-torchserve.yaml"
 
+# TorchServe writes its logs under LOG_LOCATION (./logs by default); keep them with the report.
+export LOG_LOCATION="$OUT/torchserve-logs" METRICS_LOCATION="$OUT/torchserve-logs"
 "$VENV/bin/torchserve" --start --ncs --disable-token-auth --enable-model-api \
+    --ts-config scripts/torchserve/config.properties \
     --model-store .torchserve/model-store > "$OUT/torchserve.log" 2>&1
 trap '"$VENV/bin/torchserve" --stop >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 60); do curl -sf http://127.0.0.1:8080/ping >/dev/null && break; sleep 1; done

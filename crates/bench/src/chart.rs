@@ -156,7 +156,52 @@ fn throughput_vs_p99<DB: DrawingBackend>(
             .label("recommended")
             .legend(|(x, y)| Circle::new((x + 10, y), 7, SLA_RED.stroke_width(2)));
     }
-    finish(&root, &mut chart, SeriesLabelPosition::LowerRight, 15)
+    // The legend takes the corner it hides the fewest points and labels in: the lower right, where
+    // slow configurations land, holds TorchServe's in a side-by-side report.
+    let (x_range, y_range) = chart.plotting_area().get_pixel_range();
+    let area = (x_range.start, y_range.start, x_range.end, y_range.end);
+    let mut entries: Vec<String> = targets(run);
+    entries.push(format!("SLA {} ms", run.sla_p99_ms));
+    entries.extend(run.choice.best.as_ref().map(|_| "recommended".to_owned()));
+    let mut boxes: Vec<Rect> = pixels.iter().map(|&(x, y)| (x - 7, y - 7, x + 7, y + 7)).collect();
+    boxes.extend(pixels.iter().zip(&offsets).zip(&labels).map(|((&(x, y), &(dx, dy)), label)| {
+        let w = CHAR_PX * i32::try_from(label.chars().count()).unwrap_or(i32::MAX / 16);
+        (x + dx, y + dy, x + dx + w, y + dy + LABEL_PX as i32)
+    }));
+    finish(&root, &mut chart, legend_corner(area, &entries, &boxes), 15)
+}
+
+/// A box in pixels: left, top, right, bottom.
+type Rect = (i32, i32, i32, i32);
+
+fn overlaps(a: Rect, b: Rect) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+/// The corner of the plotting `area` where a legend of `entries` covers the fewest of `boxes`
+/// (points and their labels); on a tie, the first of lower right, upper right, upper left and
+/// lower left. The legend's size is estimated from plotters' layout: a 24 px row per entry, and
+/// room for the marker before the longest entry.
+fn legend_corner(area: Rect, entries: &[String], boxes: &[Rect]) -> SeriesLabelPosition {
+    let longest = entries.iter().map(|e| e.chars().count()).max().unwrap_or(0);
+    let w = 50 + CHAR_PX * i32::try_from(longest).unwrap_or(i32::MAX / 16);
+    let h = 16 + 24 * i32::try_from(entries.len()).unwrap_or(i32::MAX / 32);
+    let (left, top, right, bottom) = area;
+    // plotters keeps the legend 10 px inside the plotting area.
+    let corners = [
+        (SeriesLabelPosition::LowerRight, (right - 10 - w, bottom - 10 - h)),
+        (SeriesLabelPosition::UpperRight, (right - 10 - w, top + 10)),
+        (SeriesLabelPosition::UpperLeft, (left + 10, top + 10)),
+        (SeriesLabelPosition::LowerLeft, (left + 10, bottom - 10 - h)),
+    ];
+    let mut best = (usize::MAX, SeriesLabelPosition::LowerRight);
+    for (position, (x, y)) in corners {
+        let hidden = boxes.iter().filter(|&&b| overlaps((x, y, x + w, y + h), b)).count();
+        if hidden < best.0 {
+            best = (hidden, position);
+        }
+    }
+    best.1
 }
 
 /// Draws the legend of `chart` at `position` and writes the picture out.
@@ -187,12 +232,8 @@ const CHAR_PX: i32 = 8;
 /// point, else right-above.
 fn place_labels(points: &[(i32, i32)], labels: &[String]) -> Vec<(i32, i32)> {
     let h = LABEL_PX as i32;
-    let overlaps = |a: (i32, i32, i32, i32), b: (i32, i32, i32, i32)| {
-        a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
-    };
-    let dots: Vec<(i32, i32, i32, i32)> =
-        points.iter().map(|&(x, y)| (x - 7, y - 7, x + 7, y + 7)).collect();
-    let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
+    let dots: Vec<Rect> = points.iter().map(|&(x, y)| (x - 7, y - 7, x + 7, y + 7)).collect();
+    let mut placed: Vec<Rect> = Vec::new();
     points
         .iter()
         .zip(labels)
@@ -314,5 +355,20 @@ mod tests {
         }
         // A lone point keeps the usual place, right and above.
         assert_eq!(place_labels(&[(100, 100)], &["w1_b1".to_owned()]), [(14, -16)]);
+    }
+
+    #[test]
+    fn the_legend_avoids_the_points() {
+        let area = (100, 70, 980, 570);
+        let entries = ["torchserve".to_owned(), "oxserve".to_owned(), "SLA 4 ms".to_owned()];
+        // Nothing in the lower right: the legend stays there.
+        let top_left = [(150, 100, 164, 114)];
+        assert!(matches!(
+            legend_corner(area, &entries, &top_left),
+            SeriesLabelPosition::LowerRight
+        ));
+        // A slow configuration in the lower right (TorchServe's batch 1 in the side-by-side run).
+        let slow = [(150, 100, 164, 114), (950, 540, 964, 554)];
+        assert!(matches!(legend_corner(area, &entries, &slow), SeriesLabelPosition::UpperRight));
     }
 }

@@ -178,9 +178,14 @@ impl LoadConfig {
         }
     }
 
+    /// A client keeping up to `pool` idle connections, for the whole run: with the default 90 s
+    /// idle expiry a long open-loop run reconnects whenever its in-flight count dips and climbs
+    /// again, which puts handshakes in the latencies and makes a soak's server-side file
+    /// descriptor count follow the client.
     fn client(&self, pool: usize) -> anyhow::Result<reqwest::Client> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(pool)
+            .pool_idle_timeout(None)
             .tcp_nodelay(true)
             .timeout(self.timeout);
         if self.http2 {

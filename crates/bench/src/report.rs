@@ -68,7 +68,7 @@ pub fn markdown(run: &TuneRun) -> String {
                 c.case.workers,
                 c.case.batch_size,
                 c.case.batch_delay,
-                c.case.engine.as_ref().map(|e| format!(", engine {e}")).unwrap_or_default(),
+                c.engine_name().map(|e| format!(", engine {e}")).unwrap_or_default(),
                 load_shape(c),
                 capitalise(&best.why)
             );
@@ -104,7 +104,7 @@ pub fn markdown(run: &TuneRun) -> String {
             "| {} | {}{mark} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.target,
             c.case.name,
-            c.case.engine.as_deref().unwrap_or("default"),
+            c.engine_name().unwrap_or("default"),
             c.case.workers,
             c.case.batch_size,
             c.case.batch_delay,

@@ -148,4 +148,28 @@ oxserve_requests_total{model="tiny",version="1.0",outcome="overloaded"} 2
         assert_eq!(counts.inference_requests(), Some(10.0));
         assert_eq!(counts.mean_latency_ms(), Some(2.0));
     }
+
+    /// What TorchServe 0.12 itself serves with `metrics_mode=prometheus`: label lists that end in a
+    /// comma, and `model_version="default"` whatever version the archive declares.
+    #[test]
+    fn torchserve_s_own_text() {
+        let text = r#"# HELP ts_inference_requests_total Torchserve prometheus counter metric with unit: Count
+# TYPE ts_inference_requests_total counter
+ts_inference_requests_total{model_name="tiny",model_version="default",hostname="vm",} 3.0
+# HELP Requests2XX Torchserve prometheus counter metric with unit: Count
+# TYPE Requests2XX counter
+Requests2XX{Level="Host",Hostname="vm",} 5.0
+# HELP ts_inference_latency_microseconds Torchserve prometheus counter metric with unit: Microseconds
+# TYPE ts_inference_latency_microseconds counter
+ts_inference_latency_microseconds{model_name="tiny",model_version="default",hostname="vm",} 15347.203000000001
+# HELP HandlerTime Torchserve prometheus gauge metric with unit: ms
+# TYPE HandlerTime gauge
+HandlerTime{ModelName="tiny",Level="Model",Hostname="vm",} 0.19
+"#;
+        let counters = parse(text, "tiny", None);
+        assert_eq!(counters.values["ts_inference_requests_total"], 3.0);
+        assert_eq!(counters.values["Requests2XX"], 5.0);
+        assert!((counters.values["ts_inference_latency_microseconds"] - 15347.2).abs() < 0.01);
+        assert_eq!(counters.values.len(), 3, "{counters:?}");
+    }
 }

@@ -207,6 +207,25 @@ impl Management {
         Ok(())
     }
 
+    /// The engine the server says runs `model_name`: oxserve's `engine` in the describe answer,
+    /// or TorchServe's `runtime` (`python`), which has no engine field. `None` when the server does
+    /// not say; the report then shows the engine the sweep asked for.
+    pub async fn engine(&self, model_name: &str) -> Option<String> {
+        let url =
+            format!("{}/models/{model_name}", self.endpoints.management.trim_end_matches('/'));
+        let mut request = self.client.get(url);
+        if let Some(token) = &self.endpoints.management_token {
+            request = request.bearer_auth(token);
+        }
+        let described: serde_json::Value =
+            request.send().await.ok()?.error_for_status().ok()?.json().await.ok()?;
+        let model = described.get(0)?;
+        ["engine", "runtime"]
+            .iter()
+            .find_map(|key| model.get(key).and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+    }
+
     /// Unregisters the model (every version), restoring the server's state.
     ///
     /// # Errors

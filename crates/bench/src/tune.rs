@@ -29,9 +29,18 @@ pub struct CaseResult {
     pub case: Case,
     /// The measurement.
     pub result: BenchResult,
+    /// The engine the server reported for the model while it was measured (see
+    /// [`Management::engine`]); absent in results of servers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl CaseResult {
+    /// The engine to show: the one the server reported, else the one the sweep asked for.
+    pub fn engine_name(&self) -> Option<&str> {
+        self.engine.as_deref().or(self.case.engine.as_deref())
+    }
+
     /// Name unique across targets: `<target>/<case>`.
     pub fn label(&self) -> String {
         format!("{}/{}", self.target, self.case.name)
@@ -170,7 +179,7 @@ pub async fn run(sweep: &Sweep, options: &TuneOptions) -> anyhow::Result<TuneRun
                 .progress_chars("=> "),
         );
         bar.set_prefix(case.name.clone());
-        let result = run_case(case, &endpoints, &bar)
+        let (result, engine) = run_case(case, &endpoints, &bar)
             .await
             .with_context(|| format!("case {}", case.name))?;
         bars.remove(&bar);
@@ -184,7 +193,8 @@ pub async fn run(sweep: &Sweep, options: &TuneOptions) -> anyhow::Result<TuneRun
         } else {
             let _ = bars.println(line);
         }
-        let measured = CaseResult { target: options.label.clone(), case: case.clone(), result };
+        let measured =
+            CaseResult { target: options.label.clone(), case: case.clone(), result, engine };
         write_case(&options.out_dir, &measured)?;
         results.push(measured);
         overall.inc(1);
@@ -198,11 +208,12 @@ pub async fn run(sweep: &Sweep, options: &TuneOptions) -> anyhow::Result<TuneRun
 }
 
 /// Register, measure, unregister. The model is unregistered even when the measurement fails.
+/// Returns the measurement and the engine the server reported for the model.
 async fn run_case(
     case: &Case,
     endpoints: &Endpoints,
     bar: &ProgressBar,
-) -> anyhow::Result<BenchResult> {
+) -> anyhow::Result<(BenchResult, Option<String>)> {
     let management = Management::new(endpoints.clone())?;
     management
         .register(&Registration {
@@ -213,11 +224,12 @@ async fn run_case(
             workers: case.workers,
         })
         .await?;
+    let engine = management.engine(&case.model_name).await;
     let measured = measure(case, endpoints, bar).await;
     let restored = management.unregister(&case.model_name).await;
     let result = measured?;
     restored?;
-    Ok(result)
+    Ok((result, engine))
 }
 
 async fn measure(

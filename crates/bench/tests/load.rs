@@ -234,6 +234,8 @@ async fn a_sweep_registers_measures_and_unregisters_through_the_management_api()
     for case in &run.cases {
         assert_eq!(case.result.ok, 100);
         assert_eq!(case.result.server_counts.as_ref().unwrap().inference_requests(), Some(100.0));
+        // The engine comes from the server's describe answer: this server has only tract.
+        assert_eq!(case.engine.as_deref(), Some("tract"));
     }
     assert_eq!(run.sla_p99_ms, 60000.0);
     assert!(run.choice.best.is_some() && run.choice.runner_up.is_some());
@@ -256,6 +258,10 @@ async fn a_sweep_registers_measures_and_unregisters_through_the_management_api()
     let best = run.choice.best.as_ref().unwrap();
     assert!(report.contains(&format!("**{}**", best.name)), "{report}");
     assert!(report.contains("Runner-up"));
+    assert!(
+        report.contains("tiny_sweep_w1_b4") && report.contains(" | tract | 1 | 4 | 1 | "),
+        "{report}"
+    );
 
     // A model name already taken is refused with a reason, and the server is left alone.
     let taken = sweep::parse(
