@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         config.auth = None;
     }
     let server = Server::bind(config, Arc::clone(&registry)).await?;
+    let stop = oxserve_server::shutdown_signal()?;
     // The same line `oxserve serve` prints; the tests read the addresses from it.
     println!(
         "Model server started. Inference API: http://{}, management API: http://{}, metrics API: http://{}",
@@ -78,11 +79,7 @@ async fn main() -> anyhow::Result<()> {
         server.management_addr(),
         server.metrics_addr()
     );
-    server
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    server.run(stop).await?;
     tokio::task::spawn_blocking(move || registry.shutdown()).await?;
     Ok(())
 }

@@ -197,7 +197,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
-    let shutdown = shutdown_signal()?;
+    let shutdown = oxserve_server::shutdown_signal()?;
     info!(
         inference = %server.inference_addr(),
         management = %server.management_addr(),
@@ -309,31 +309,5 @@ async fn log_system_metrics(registry: Arc<Registry>, interval: std::time::Durati
         tick.tick().await;
         let registry = Arc::clone(&registry);
         let _ = tokio::task::spawn_blocking(move || registry.refresh_gauges(true)).await;
-    }
-}
-
-/// Installs the SIGINT and SIGTERM handlers and returns the future that completes on either.
-///
-/// It is called before "Model server started" is printed: a handler installed lazily, when the
-/// server first polls the future, leaves a window in which a supervisor that signals as soon as it
-/// reads that line kills the process with the default action instead of draining it.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {},
-                _ = terminate.recv() => {},
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
     }
 }
