@@ -69,8 +69,8 @@ with open(path, "w") as f:
     f.write("kind,count\n" + "".join(f"{k},{v}\n" for k, v in sorted(counts.items())))
 PY
 MIXER=$!
-# At most SOAK_CONNECTIONS requests in flight (oha -c 32 in the reference run), over connections
-# kept for the whole run: the server's file descriptors then measure the server, not the client.
+# At most SOAK_CONNECTIONS requests in flight (oha -c 32 in the reference run), so the client holds
+# at most that many connections (the server closes those left idle for 10 s; the pool reopens them).
 "$BIN" bench --url "$URL" --model tiny --input examples/inputs/tiny.json --rate "$RATE" \
   --max-in-flight "${SOAK_CONNECTIONS:-32}" --duration "$SOAK_SECONDS" --window 60 --no-progress --metrics-url "http://127.0.0.1:$((PORT + 2))/metrics" \
   --out "$OUT/soak" > "$OUT/soak.log"

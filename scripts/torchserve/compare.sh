@@ -13,20 +13,33 @@ OXSERVE=${OXSERVE:-./target/release/oxserve}
 mkdir -p "$OUT"
 
 # TorchServe registers .mar files: point the sweep's url at the archive of the same model.
-model_url=$(python3 -c "import sys,yaml;d=yaml.safe_load(open(sys.argv[1]));m=next(iter(d.values()));print(next(iter(m.values()))['url'])" "$SWEEP")
+model_url=$("$VENV/bin/python" -c "import sys,yaml;d=yaml.safe_load(open(sys.argv[1]));m=next(iter(d.values()));print(next(iter(m.values()))['url'])" "$SWEEP")
 sed "s#url: *${model_url}\b.*#url: ${model_url}.mar#" "$SWEEP" > "$OUT/sweep-torchserve.yaml"
 
+# Stops TorchServe and waits until its frontend has exited (`torchserve --stop` only signals it),
+# so that the oxserve run does not share the machine with a JVM shutting down.
+stop_torchserve() {
+    "$VENV/bin/torchserve" --stop >/dev/null 2>&1 || true
+    for _ in $(seq 120); do
+        pgrep -f org.pytorch.serve.ModelServer >/dev/null || return 0
+        sleep 0.5
+    done
+    echo "warning: TorchServe was still running 60 s after --stop" >&2
+}
+
 # TorchServe writes its logs under LOG_LOCATION (./logs by default); keep them with the report.
-export LOG_LOCATION="$OUT/torchserve-logs" METRICS_LOCATION="$OUT/torchserve-logs"
-"$VENV/bin/torchserve" --start --ncs --disable-token-auth --enable-model-api \
+LOG_LOCATION="$OUT/torchserve-logs" METRICS_LOCATION="$OUT/torchserve-logs" \
+    "$VENV/bin/torchserve" --start --ncs --disable-token-auth --enable-model-api \
     --ts-config scripts/torchserve/config.properties \
     --model-store .torchserve/model-store > "$OUT/torchserve.log" 2>&1
-trap '"$VENV/bin/torchserve" --stop >/dev/null 2>&1 || true' EXIT
-for _ in $(seq 60); do curl -sf http://127.0.0.1:8080/ping >/dev/null && break; sleep 1; done
+trap stop_torchserve EXIT
+up=false
+for _ in $(seq 60); do curl -sf http://127.0.0.1:8080/ping >/dev/null && up=true && break; sleep 1; done
+$up || { echo "TorchServe did not answer /ping within 60 s; see $OUT/torchserve.log" >&2; exit 1; }
 "$OXSERVE" tune --config "$OUT/sweep-torchserve.yaml" --label torchserve --out "$OUT/torchserve" \
     --url http://127.0.0.1:8080 --management-url http://127.0.0.1:8081 \
     --metrics-url http://127.0.0.1:8082/metrics
-"$VENV/bin/torchserve" --stop
+stop_torchserve
 trap - EXIT
 
 "$OXSERVE" tune --config "$SWEEP" --label oxserve --model-store examples/model-store --out "$OUT/oxserve"

@@ -180,19 +180,19 @@ fn overlaps(a: Rect, b: Rect) -> bool {
 
 /// The corner of the plotting `area` where a legend of `entries` covers the fewest of `boxes`
 /// (points and their labels); on a tie, the first of lower right, upper right, upper left and
-/// lower left. The legend's size is estimated from plotters' layout: a 24 px row per entry, and
-/// room for the marker before the longest entry.
+/// lower left. The legend's size follows plotters' layout (0.3.7, `SeriesLabelStyle::draw`): lines
+/// of 1.25 × the 15 px font, 10 px of padding around them, 30 px for the markers, and the box 5 px
+/// inside the plotting area.
 fn legend_corner(area: Rect, entries: &[String], boxes: &[Rect]) -> SeriesLabelPosition {
     let longest = entries.iter().map(|e| e.chars().count()).max().unwrap_or(0);
     let w = 50 + CHAR_PX * i32::try_from(longest).unwrap_or(i32::MAX / 16);
-    let h = 16 + 24 * i32::try_from(entries.len()).unwrap_or(i32::MAX / 32);
+    let h = 20 + 19 * i32::try_from(entries.len()).unwrap_or(i32::MAX / 32);
     let (left, top, right, bottom) = area;
-    // plotters keeps the legend 10 px inside the plotting area.
     let corners = [
-        (SeriesLabelPosition::LowerRight, (right - 10 - w, bottom - 10 - h)),
-        (SeriesLabelPosition::UpperRight, (right - 10 - w, top + 10)),
-        (SeriesLabelPosition::UpperLeft, (left + 10, top + 10)),
-        (SeriesLabelPosition::LowerLeft, (left + 10, bottom - 10 - h)),
+        (SeriesLabelPosition::LowerRight, (right - 5 - w, bottom - 5 - h)),
+        (SeriesLabelPosition::UpperRight, (right - 5 - w, top + 5)),
+        (SeriesLabelPosition::UpperLeft, (left + 5, top + 5)),
+        (SeriesLabelPosition::LowerLeft, (left + 5, bottom - 5 - h)),
     ];
     let mut best = (usize::MAX, SeriesLabelPosition::LowerRight);
     for (position, (x, y)) in corners {

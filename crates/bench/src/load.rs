@@ -178,10 +178,10 @@ impl LoadConfig {
         }
     }
 
-    /// A client keeping up to `pool` idle connections, for the whole run: with the default 90 s
-    /// idle expiry a long open-loop run reconnects whenever its in-flight count dips and climbs
-    /// again, which puts handshakes in the latencies and makes a soak's server-side file
-    /// descriptor count follow the client.
+    /// A client keeping up to `pool` idle connections with no expiry of its own: with reqwest's
+    /// 90 s idle expiry a long open-loop run reconnects whenever its in-flight count dips and climbs
+    /// again, which puts handshakes in the latencies. The server may still close a connection it
+    /// finds idle (oxserve after `header_read_timeout`, 10 s); the pool then opens another.
     fn client(&self, pool: usize) -> anyhow::Result<reqwest::Client> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(pool)

@@ -72,7 +72,8 @@ pub struct ServerConfig {
     /// connections are cut.
     pub drain_timeout: std::time::Duration,
     /// How long a client may take to send a request's headers before its connection is closed
-    /// (slow-loris defence; HTTP/1).
+    /// (slow-loris defence; HTTP/1). hyper also runs this clock while a keep-alive connection waits
+    /// for its next request, so it is the idle keep-alive timeout too.
     pub header_read_timeout: std::time::Duration,
     /// How long a client may take to send a request body before it is answered 408.
     pub body_read_timeout: std::time::Duration,
