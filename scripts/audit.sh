@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DB=${1:?usage: bash scripts/audit.sh PATH_TO_A_CLONE_OF_RUSTSEC_ADVISORY_DB}
 DB=$(cd "$DB" && pwd)
-command -v cargo-audit >/dev/null || cargo install --locked cargo-audit
-command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+cargo audit --version >/dev/null 2>&1 || cargo install --locked cargo-audit
+cargo deny --version >/dev/null 2>&1 || cargo install --locked cargo-deny
 echo "RustSec advisory database: commit $(git -C "$DB" log -1 --format='%h of %cs')"
 
 # deny.toml holds the one list of accepted advisories; cargo audit is given the same list.

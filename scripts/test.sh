@@ -15,6 +15,6 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Licences, banned crates and sources (crates.io only) per deny.toml. cargo-deny is installed from
 # crates.io once; advisories need the RustSec database from GitHub: scripts/audit.sh.
-command -v cargo-deny >/dev/null || cargo install --locked --quiet cargo-deny
+cargo deny --version >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
 cargo deny --offline --log-level error check licenses bans sources
 cargo test --workspace --locked
