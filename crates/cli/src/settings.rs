@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use oxserve_engine::config::{EngineConfig, ModelOverrides};
+use oxserve_engine::metric_log::Rotation;
 use oxserve_engine::remote::{AllowList, DownloadLimits};
 use oxserve_server::{AuthConfig, ServerConfig, TlsConfig};
 
@@ -33,6 +34,8 @@ const KNOWN_KEYS: &[&str] = &[
     "enable_envvars_config",
     "log_location",
     "metric_time_interval",
+    "log_file_max_size",
+    "log_file_backups",
     "disable_token_authorization",
     "token_expiration_min",
     "key_file",
@@ -245,8 +248,24 @@ impl Layers {
                 engine.default_engine
             );
         }
+        let defaults = Rotation::default();
+        let log_rotation = Rotation {
+            max_bytes: self.number("log_file_max_size", defaults.max_bytes)?,
+            backups: self.number("log_file_backups", defaults.backups)?,
+        };
+        if log_rotation.max_bytes < 1024 {
+            bail!("log_file_max_size must be at least 1024 bytes, got {}", log_rotation.max_bytes);
+        }
         let onnxruntime_lib = self.get("onnxruntime_lib").map(PathBuf::from);
-        Ok(Resolved { server, engine, load_models, log_dir, metric_interval, onnxruntime_lib })
+        Ok(Resolved {
+            server,
+            engine,
+            load_models,
+            log_dir,
+            metric_interval,
+            log_rotation,
+            onnxruntime_lib,
+        })
     }
 }
 
@@ -260,6 +279,8 @@ pub(crate) struct Resolved {
     pub(crate) log_dir: PathBuf,
     /// How often host metrics go to `ts_metrics.log` (`metric_time_interval`).
     pub(crate) metric_interval: Duration,
+    /// When the log files roll over (`log_file_max_size` in bytes, `log_file_backups`).
+    pub(crate) log_rotation: Rotation,
     /// The ONNX Runtime library (`onnxruntime_lib`); searched for when `None`.
     pub(crate) onnxruntime_lib: Option<PathBuf>,
 }
@@ -393,6 +414,22 @@ mod tests {
         let err = layers.resolve().unwrap_err().to_string();
         assert!(err.contains("regular expression"), "{err}");
         assert!(Layers::default().resolve().unwrap().engine.allowed_urls.is_empty());
+    }
+
+    #[test]
+    fn log_files_roll_over_at_torchserve_s_size_unless_told_otherwise() {
+        let r = Layers::default().resolve().unwrap();
+        assert_eq!(r.log_rotation, Rotation { max_bytes: 100 * 1024 * 1024, backups: 5 });
+        let mut layers = Layers::default();
+        layers.set("log_file_max_size", "1048576");
+        layers.set("log_file_backups", "0");
+        let r = layers.resolve().unwrap();
+        assert_eq!(r.log_rotation, Rotation { max_bytes: 1_048_576, backups: 0 });
+        layers.set("log_file_max_size", "10");
+        let err = layers.resolve().unwrap_err().to_string();
+        assert!(err.contains("log_file_max_size must be at least 1024"), "{err}");
+        layers.set("log_file_max_size", "lots");
+        assert!(layers.resolve().unwrap_err().to_string().contains("whole number"));
     }
 
     #[test]

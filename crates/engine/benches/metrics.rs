@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxserve_engine::metric_log::MetricLog;
+use oxserve_engine::metric_log::{MetricLog, Rotation};
 use oxserve_engine::metrics::{Metrics, Outcome, RequestTimings};
 
 fn per_call(metrics: &Metrics, n: u32) -> Duration {
@@ -37,7 +37,7 @@ fn main() {
     let n = 200_000;
     let prometheus_only = per_call(&Metrics::new("bench".into(), None), n);
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(MetricLog::open(dir.path()).unwrap());
+    let log = Arc::new(MetricLog::open(dir.path(), Rotation::default()).unwrap());
     let with_logs = per_call(&Metrics::new("bench".into(), Some(log)), n);
     println!(
         "metrics per request: Prometheus only {prometheus_only:?}, with TorchServe metric log lines {with_logs:?}"

@@ -182,7 +182,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = layers(&args)?.resolve()?;
     info!(server = ?settings.server, engine = ?settings.engine, "effective configuration");
     let store = settings.engine.model_store.clone();
-    let log = MetricLog::open(&settings.log_dir).with_context(|| {
+    let log = MetricLog::open(&settings.log_dir, settings.log_rotation).with_context(|| {
         format!("cannot open the metric logs in {}", settings.log_dir.display())
     })?;
     info!(dir = %log.dir().display(), "writing ts_metrics.log, model_metrics.log and access_log.log");

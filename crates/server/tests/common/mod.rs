@@ -10,7 +10,7 @@ use oxserve_backend::Backend;
 use oxserve_backend_tract::TractBackend;
 use oxserve_engine::config::EngineConfig;
 use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::metric_log::MetricLog;
+use oxserve_engine::metric_log::{MetricLog, Rotation};
 use oxserve_engine::metrics::Metrics;
 use oxserve_engine::{RegisterRequest, Registry};
 use oxserve_server::{Server, ServerConfig};
@@ -160,7 +160,9 @@ impl TestServer {
     pub async fn start(options: Options) -> Self {
         let store = store();
         let engine = EngineConfig { model_store: store.path().to_path_buf(), ..options.engine };
-        let log = options.metric_log.map(|dir| Arc::new(MetricLog::open(&dir).unwrap()));
+        let log = options
+            .metric_log
+            .map(|dir| Arc::new(MetricLog::open(&dir, Rotation::default()).unwrap()));
         let registry = registry(engine, vec![Arc::new(TractBackend)], log);
         for request in options.models {
             registry.register(request).await.unwrap();
