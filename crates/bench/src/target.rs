@@ -162,18 +162,27 @@ impl Management {
         Ok(Self { client, endpoints })
     }
 
+    /// A management API request with the management key, when there is one.
+    fn request(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}{path_and_query}", self.endpoints.management.trim_end_matches('/'));
+        let request = self.client.request(method, url);
+        match &self.endpoints.management_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// Sends a management call; `Some((status, body))` when the server refused it.
     async fn call(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
     ) -> anyhow::Result<Option<(reqwest::StatusCode, String)>> {
-        let url = format!("{}{path_and_query}", self.endpoints.management.trim_end_matches('/'));
-        let mut request = self.client.request(method, url);
-        if let Some(token) = &self.endpoints.management_token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.context("cannot reach the management API")?;
+        let response = self
+            .request(method, path_and_query)
+            .send()
+            .await
+            .context("cannot reach the management API")?;
         let status = response.status();
         if status.is_success() {
             return Ok(None);
@@ -211,12 +220,7 @@ impl Management {
     /// or TorchServe's `runtime` (`python`), which has no engine field. `None` when the server does
     /// not say; the report then shows the engine the sweep asked for.
     pub async fn engine(&self, model_name: &str) -> Option<String> {
-        let url =
-            format!("{}/models/{model_name}", self.endpoints.management.trim_end_matches('/'));
-        let mut request = self.client.get(url);
-        if let Some(token) = &self.endpoints.management_token {
-            request = request.bearer_auth(token);
-        }
+        let request = self.request(reqwest::Method::GET, &format!("/models/{model_name}"));
         let described: serde_json::Value =
             request.send().await.ok()?.error_for_status().ok()?.json().await.ok()?;
         let model = described.get(0)?;
