@@ -165,7 +165,7 @@ fn throughput_vs_p99<DB: DrawingBackend>(
     entries.extend(run.choice.best.as_ref().map(|_| "recommended".to_owned()));
     let mut boxes: Vec<Rect> = pixels.iter().map(|&(x, y)| (x - 7, y - 7, x + 7, y + 7)).collect();
     boxes.extend(pixels.iter().zip(&offsets).zip(&labels).map(|((&(x, y), &(dx, dy)), label)| {
-        let w = CHAR_PX * i32::try_from(label.chars().count()).unwrap_or(i32::MAX / 16);
+        let w = text_width(label);
         (x + dx, y + dy, x + dx + w, y + dy + LABEL_PX as i32)
     }));
     finish(&root, &mut chart, legend_corner(area, &entries, &boxes), 15)
@@ -184,8 +184,7 @@ fn overlaps(a: Rect, b: Rect) -> bool {
 /// of 1.25 × the 15 px font, 10 px of padding around them, 30 px for the markers, and the box 5 px
 /// inside the plotting area.
 fn legend_corner(area: Rect, entries: &[String], boxes: &[Rect]) -> SeriesLabelPosition {
-    let longest = entries.iter().map(|e| e.chars().count()).max().unwrap_or(0);
-    let w = 50 + CHAR_PX * i32::try_from(longest).unwrap_or(i32::MAX / 16);
+    let w = 50 + entries.iter().map(|e| text_width(e)).max().unwrap_or(0);
     let h = 20 + 19 * i32::try_from(entries.len()).unwrap_or(i32::MAX / 32);
     let (left, top, right, bottom) = area;
     let corners = [
@@ -227,6 +226,11 @@ fn finish<'a, DB: DrawingBackend + 'a>(
 const LABEL_PX: u32 = 14;
 const CHAR_PX: i32 = 8;
 
+/// Estimated width in pixels of `text` at the label size.
+fn text_width(text: &str) -> i32 {
+    CHAR_PX * i32::try_from(text.chars().count()).unwrap_or(i32::MAX / 16)
+}
+
 /// For each point (in pixels), where its label goes relative to it: the first of right-above,
 /// right-below, left-above and left-below whose box overlaps no label placed before it and no
 /// point, else right-above.
@@ -238,7 +242,7 @@ fn place_labels(points: &[(i32, i32)], labels: &[String]) -> Vec<(i32, i32)> {
         .iter()
         .zip(labels)
         .map(|(&(x, y), label)| {
-            let w = CHAR_PX * i32::try_from(label.chars().count()).unwrap_or(i32::MAX / 16);
+            let w = text_width(label);
             // 14 px to the side clears the 12 px ring around the recommended point too.
             let candidates = [(14, -h - 2), (14, 4), (-w - 14, -h - 2), (-w - 14, 4)];
             let fits = |&(dx, dy): &(i32, i32)| {
