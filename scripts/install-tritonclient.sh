@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs NVIDIA's `tritonclient` Python package (HTTP and gRPC clients) into <repo>/.venv-triton.
 #
-# The interop test (crates/server/tests/interop_tritonclient.rs) drives oxserve with the real
+# The interop test (crates/server/tests/it/interop_tritonclient.rs) drives oxserve with the real
 # Triton/KServe client rather than a hand-written imitation, so a wire-format mistake cannot hide
 # behind a test that shares the server's assumptions. Safe to run repeatedly: pip runs only when the
 # pinned version is not installed yet.

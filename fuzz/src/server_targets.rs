@@ -1,5 +1,5 @@
 //! Fuzz target bodies for the server's request decoding (binary tensor extension, multipart),
-//! shared by the libFuzzer binaries and `crates/server/tests/fuzz_corpus.rs`.
+//! shared by the libFuzzer binaries and `crates/server/tests/it/fuzz_corpus.rs`.
 
 /// The binary tensor extension's element decoding, every datatype.
 pub fn binary_tensor(data: &[u8]) {

@@ -1,5 +1,5 @@
 //! What each fuzz target does with its input. Shared by the libFuzzer binaries in
-//! `fuzz_targets/` and by `crates/engine/tests/fuzz_corpus.rs`, which replays every committed
+//! `fuzz_targets/` and by `crates/handlers/tests/it/fuzz_corpus.rs`, which replays every committed
 //! corpus file on stable Rust. A target fails by panicking: errors are the expected answer to
 //! hostile input, panics, hangs and unbounded allocations are bugs.
 
@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use oxserve_backend::DType;
-use oxserve_engine::archive::{Manifest, UnpackLimits, unpack};
-use oxserve_engine::codec::{tensor_from_nested, tensor_from_shaped};
-use oxserve_engine::handler::input::{Want, items};
-use oxserve_engine::handler::vision::decode::{Limits, decode};
-use oxserve_engine::handler::{Part, Payload};
-use oxserve_engine::remote::AllowList;
+use oxserve_core::codec::{tensor_from_nested, tensor_from_shaped};
+use oxserve_core::handler::{Part, Payload};
+use oxserve_handlers::input::{Want, items};
+use oxserve_handlers::vision::decode::{Limits, decode};
+use oxserve_store::archive::{Manifest, UnpackLimits, unpack};
+use oxserve_store::remote::AllowList;
 
 const DTYPES: [DType; 5] = [DType::F32, DType::I64, DType::F16, DType::Bool, DType::Bytes];
 

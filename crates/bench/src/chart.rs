@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn labels_of_close_points_do_not_overlap() {
-        // Two points 25 px apart on one line (w1_b8 and w2_b8 in docs/tuning), and a third below.
+        // Two points 25 px apart on one line (w1_b8 and w2_b8 in docs/results/tuning), and a third below.
         let points = [(760, 268), (785, 268), (770, 290)];
         let labels = ["w2_b8".to_owned(), "w1_b8".to_owned(), "w2_b4".to_owned()];
         let offsets = place_labels(&points, &labels);

@@ -14,10 +14,9 @@ use oxserve_bench::indicatif::ProgressBar;
 use oxserve_bench::load::{self, Input, LoadConfig, Protocol, Stop};
 use oxserve_bench::target::{Endpoints, Target};
 use oxserve_bench::{ab_report, scrape, sweep, tune};
-use oxserve_engine::config::EngineConfig;
-use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::metrics::Metrics;
-use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_core::config::EngineConfig;
+use oxserve_core::metrics::Metrics;
+use oxserve_core::{RegisterRequest, Registry};
 use oxserve_server::{Server, ServerConfig};
 
 fn repo() -> PathBuf {
@@ -40,7 +39,7 @@ async fn serve() -> Running {
     let registry = Arc::new(Registry::with_metrics(
         engine,
         vec![Arc::new(TractBackend)],
-        HandlerRegistry::with_builtins(),
+        oxserve_handlers::builtins(),
         Arc::new(Metrics::new("testhost".into(), None)),
     ));
     registry

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use oxserve_engine::config::{EngineConfig, ModelOverrides};
-use oxserve_engine::metric_log::Rotation;
-use oxserve_engine::remote::{AllowList, DownloadLimits};
+use oxserve_core::config::{EngineConfig, ModelOverrides};
+use oxserve_core::metric_log::Rotation;
 use oxserve_server::{AuthConfig, ServerConfig, TlsConfig};
+use oxserve_store::remote::{AllowList, DownloadLimits};
 
 /// Keys of config.properties that oxserve reads; others are logged as ignored.
 const KNOWN_KEYS: &[&str] = &[

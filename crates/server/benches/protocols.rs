@@ -22,9 +22,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use oxserve_backend_tract::TractBackend;
-use oxserve_engine::config::{EngineConfig, ModelOverrides};
-use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_core::config::{EngineConfig, ModelOverrides};
+use oxserve_core::{RegisterRequest, Registry};
 use oxserve_server::grpc::proto::inference::ModelInferRequest;
 use oxserve_server::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use oxserve_server::grpc::proto::inference::model_infer_request::InferInputTensor;
@@ -153,7 +152,7 @@ async fn run(scale: usize) {
         ..EngineConfig::default()
     };
     let registry =
-        Arc::new(Registry::new(engine, Arc::new(TractBackend), HandlerRegistry::with_builtins()));
+        Arc::new(Registry::new(engine, Arc::new(TractBackend), oxserve_handlers::builtins()));
     let overrides =
         ModelOverrides { min_workers: Some(2), batch_size: Some(1), ..ModelOverrides::default() };
     let request = RegisterRequest {

@@ -16,9 +16,8 @@ use std::time::Instant;
 
 use oxserve_backend::{Backend, Device, ModelSource, Tensor, TensorData};
 use oxserve_backend_tract::TractBackend;
-use oxserve_engine::config::{EngineConfig, ModelOverrides};
-use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_core::config::{EngineConfig, ModelOverrides};
+use oxserve_core::{RegisterRequest, Registry};
 use oxserve_server::{Server, ServerConfig};
 
 fn model_path() -> std::path::PathBuf {
@@ -65,7 +64,7 @@ async fn served(
         ..EngineConfig::default()
     };
     let registry =
-        Arc::new(Registry::new(engine, Arc::new(TractBackend), HandlerRegistry::with_builtins()));
+        Arc::new(Registry::new(engine, Arc::new(TractBackend), oxserve_handlers::builtins()));
     let overrides = ModelOverrides {
         min_workers: Some(workers),
         batch_size: Some(batch_size),

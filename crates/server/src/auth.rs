@@ -275,7 +275,7 @@ pub(crate) async fn rotate(
         }
     };
     let answer = keys.rotate(kind).map_err(|e| {
-        ApiError::from(oxserve_engine::EngineError::Internal(format!(
+        ApiError::from(oxserve_core::EngineError::Internal(format!(
             "cannot write the key file: {e}"
         )))
     })?;

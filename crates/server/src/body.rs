@@ -6,7 +6,7 @@ use std::io::Read;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use oxserve_engine::handler::{Part, Payload};
+use oxserve_core::handler::{Part, Payload};
 
 use crate::ServerConfig;
 use crate::error::ApiError;
@@ -64,7 +64,7 @@ pub(crate) async fn read_limited(
     // Inflating megabytes takes milliseconds of CPU: off the async runtime.
     tokio::task::spawn_blocking(move || encoding.decode(bytes, limit))
         .await
-        .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?
+        .map_err(|e| ApiError::from(oxserve_core::EngineError::Internal(e.to_string())))?
 }
 
 /// Most non-empty pieces (chunks of a chunked body, DATA frames of an HTTP/2 stream, reads of a

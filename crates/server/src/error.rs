@@ -9,8 +9,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oxserve_engine::EngineError;
-use oxserve_engine::archive::ArchiveError;
+use oxserve_core::EngineError;
+use oxserve_store::archive::ArchiveError;
 use serde_json::json;
 
 /// Which body shape an error is written in.

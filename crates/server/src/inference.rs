@@ -13,7 +13,7 @@ use crate::{AppState, ModelPath};
 
 /// `GET /ping`: healthy only when every model has its minimum workers ready.
 pub(crate) async fn ping(State(state): State<AppState>) -> Response {
-    if !state.draining.load(std::sync::atomic::Ordering::Acquire) && state.registry.is_healthy() {
+    if crate::services::server_ready(&state) {
         (StatusCode::OK, Json(json!({"status": "Healthy"}))).into_response()
     } else {
         (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"status": "Unhealthy"}))).into_response()
@@ -41,10 +41,10 @@ async fn run(
     let options = crate::observe::options(&headers);
     // Admitted before the body is read: a refused request costs no read, and the bodies held at
     // once stay within what the model can queue.
-    let admission = version.admit(&options)?;
+    let ticket = version.admit(options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let payload = payload(&headers, bytes).await?;
-    let (prediction, timings) = version.predict_admitted(admission, payload, &options).await?;
+    let (prediction, timings) = ticket.predict(payload).await?;
     if prediction.body.len() > state.config.max_response_size {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

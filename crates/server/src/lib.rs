@@ -4,7 +4,7 @@
 //! Protocol with TorchServe's inference service (7070) and TorchServe's management service (7071).
 //!
 //! ```no_run
-//! # async fn demo(registry: std::sync::Arc<oxserve_engine::Registry>) -> std::io::Result<()> {
+//! # async fn demo(registry: std::sync::Arc<oxserve_core::Registry>) -> std::io::Result<()> {
 //! let server = oxserve_server::Server::bind(oxserve_server::ServerConfig::default(), registry).await?;
 //! // Signal handlers go in before the server is announced (see `shutdown_signal`).
 //! let stop = oxserve_server::shutdown_signal()?;
@@ -15,6 +15,7 @@
 
 mod auth;
 mod body;
+mod describe;
 mod error;
 pub mod grpc;
 mod inference;
@@ -22,6 +23,7 @@ mod listen;
 mod management;
 mod metrics;
 mod observe;
+mod services;
 mod tensor_bytes;
 mod v2;
 
@@ -34,7 +36,7 @@ use axum::Router;
 use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
-use oxserve_engine::Registry;
+use oxserve_core::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;

@@ -1,16 +1,15 @@
-//! TorchServe's management API: register, list, describe, scale, set-default, unregister.
+//! TorchServe's management API over HTTP: query strings in, [`services::management`] answers out
+//! as JSON with their status codes.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use oxserve_engine::config::ModelOverrides;
-use oxserve_engine::{Description, RegisterRequest};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::ApiError;
+use crate::services::management::{self as service, Answer};
 use crate::{AppState, ModelPath};
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -18,21 +17,13 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid query parameters: {}", e.body_text())))
 }
 
-fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
-    if state.config.enable_model_api {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowedException",
-            "the model API is disabled: registering and unregistering models needs the server to start \
-             with --enable-model-api (enable_model_api=true)",
-        ))
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Status(code, message) => (code, Json(json!({"status": message}))).into_response(),
+            Self::Document(value) => Json(value).into_response(),
+        }
     }
-}
-
-fn status(code: StatusCode, message: String) -> Response {
-    (code, Json(json!({"status": message}))).into_response()
 }
 
 /// Query parameters of `POST /models`. Unknown parameters are ignored, as TorchServe does.
@@ -45,7 +36,6 @@ pub(crate) struct RegisterParams {
     initial_workers: Option<usize>,
     synchronous: Option<bool>,
     response_timeout: Option<u64>,
-    /// Expected sha256 of a model fetched from a URL (an oxserve addition).
     sha256: Option<String>,
 }
 
@@ -53,40 +43,23 @@ pub(crate) struct RegisterParams {
 pub(crate) async fn register(
     State(state): State<AppState>,
     params: Result<Query<RegisterParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    model_api_enabled(&state)?;
+) -> Result<Answer, ApiError> {
     let p = query(params)?;
-    let url = p.url.ok_or_else(|| ApiError::bad_request("parameter url is required"))?;
-    // TorchServe's code (not its docs) defaults to a synchronous register.
-    let synchronous = p.synchronous.unwrap_or(true);
-    let request = RegisterRequest {
-        url,
-        model_name: p.model_name,
-        overrides: ModelOverrides {
+    service::register(
+        &state,
+        service::Register {
+            url: p.url,
+            model_name: p.model_name,
             batch_size: p.batch_size,
             max_batch_delay: p.max_batch_delay,
             response_timeout: p.response_timeout,
-            ..ModelOverrides::default()
+            initial_workers: p.initial_workers,
+            // TorchServe's code (not its docs) defaults to a synchronous register.
+            synchronous: p.synchronous.unwrap_or(true),
+            sha256: p.sha256,
         },
-        initial_workers: p.initial_workers,
-        synchronous,
-        loaded_at_startup: false,
-        sha256: p.sha256,
-    };
-    let version = state.registry.register(request).await?;
-    let workers = version.settings().min_workers;
-    if synchronous {
-        Ok(status(
-            StatusCode::OK,
-            format!(
-                "Model \"{}\" Version: {} registered with {workers} initial workers",
-                version.name(),
-                version.version()
-            ),
-        ))
-    } else {
-        Ok(status(StatusCode::ACCEPTED, "Processing worker updates...".into()))
-    }
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,7 +72,7 @@ pub(crate) struct ListParams {
 pub(crate) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     let p = query(params)?;
     let limit = p.limit.unwrap_or(100);
     if limit == 0 {
@@ -111,35 +84,15 @@ pub(crate) async fn list(
             .parse::<usize>()
             .map_err(|_| ApiError::bad_request(format!("invalid next_page_token `{t}`")))?,
     };
-    Ok(Json(model_page(&state.registry, start, limit)).into_response())
+    Ok(service::list(&state.registry, start, limit))
 }
 
-/// One page of TorchServe's model list, `{"models": [...], "nextPageToken"}`, for HTTP and gRPC.
-pub(crate) fn model_page(registry: &oxserve_engine::Registry, start: usize, limit: usize) -> Value {
-    let all = registry.list();
-    let page: Vec<_> = all
-        .iter()
-        .skip(start)
-        .take(limit)
-        .map(|v| json!({"modelName": v.name(), "modelUrl": v.url()}))
-        .collect();
-    let mut body = json!({"models": page});
-    if start + limit < all.len() {
-        body["nextPageToken"] = json!((start + limit).to_string());
-    }
-    body
-}
-
-/// `GET /models/{m}[/{v}]`: the default version, the given one, or every version with `all`.
+/// `GET /models/{m}[/{v}]`
 pub(crate) async fn describe(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
-) -> Result<Response, ApiError> {
-    let versions = match path.version.as_deref() {
-        Some("all") => state.registry.versions(&path.model)?,
-        version => vec![state.registry.get(&path.model, version)?],
-    };
-    Ok(Json(versions.iter().map(|v| v.describe()).collect::<Vec<Description>>()).into_response())
+) -> Result<Answer, ApiError> {
+    service::describe(&state, &path.model, path.version.as_deref())
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,61 +107,32 @@ pub(crate) async fn scale(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
     params: Result<Query<ScaleParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    scale_version(&state, &path.model, path.version.as_deref(), query(params)?).await
+) -> Result<Answer, ApiError> {
+    let p = query(params)?;
+    let synchronous = p.synchronous.unwrap_or(false);
+    service::scale(
+        &state,
+        &path.model,
+        path.version.as_deref(),
+        p.min_worker,
+        p.max_worker,
+        synchronous,
+    )
+    .await
 }
 
-async fn scale_version(
-    state: &AppState,
-    model: &str,
-    version: Option<&str>,
-    p: ScaleParams,
-) -> Result<Response, ApiError> {
-    let v = state.registry.get(model, version)?;
-    let min = p.min_worker.unwrap_or(1);
-    let max = p.max_worker.unwrap_or(min);
-    if max < min {
-        return Err(ApiError::bad_request("max_worker cannot be less than min_worker"));
-    }
-    v.scale(min, max);
-    if p.synchronous.unwrap_or(false) {
-        if !v.wait_ready(min, std::time::Duration::from_secs(120)).await {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerException",
-                format!("workers of model {model} did not become ready; see the server log"),
-            ));
-        }
-        Ok(status(StatusCode::OK, format!("Workers scaled to {min} for model: {model}")))
-    } else {
-        Ok(status(StatusCode::ACCEPTED, "Processing worker updates...".into()))
-    }
-}
-
-/// `DELETE /models/{m}[/{v}]`: the given version, or the default one.
+/// `DELETE /models/{m}[/{v}]`
 pub(crate) async fn unregister(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
-) -> Result<Response, ApiError> {
-    model_api_enabled(&state)?;
-    let removed = state.registry.unregister(&path.model, path.version.as_deref()).await?;
-    let message = match path.version {
-        None => format!("Model \"{}\" unregistered", removed.name()),
-        Some(_) => {
-            format!("Model \"{}\" version {} unregistered", removed.name(), removed.version())
-        }
-    };
-    Ok(status(StatusCode::OK, message))
+) -> Result<Answer, ApiError> {
+    service::unregister(&state, &path.model, path.version.as_deref()).await
 }
 
 /// `PUT /models/{m}/{v}/set-default`
 pub(crate) async fn set_default(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    state.registry.set_default(&model, &version)?;
-    Ok(status(
-        StatusCode::OK,
-        format!("Default version successfully updated for model \"{model}\" to \"{version}\""),
-    ))
+) -> Result<Answer, ApiError> {
+    service::set_default(&state, &model, &version)
 }

@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use oxserve_engine::RequestOptions;
-use oxserve_engine::metrics::RequestTimings;
+use oxserve_core::RequestOptions;
+use oxserve_core::metrics::RequestTimings;
 
 use crate::AppState;
 
@@ -82,8 +82,7 @@ async fn record_answer(
         && !is_health_check(request.uri().path())
         && state.draining.load(std::sync::atomic::Ordering::Acquire)
     {
-        let refused =
-            oxserve_engine::EngineError::Unavailable("the server is shutting down".into());
+        let refused = oxserve_core::EngineError::Unavailable("the server is shutting down".into());
         let mut response =
             axum::response::IntoResponse::into_response(crate::error::ApiError::from(refused));
         response

@@ -15,8 +15,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oxserve_backend::{DType, Tensor, TensorSpec};
-use oxserve_engine::codec::{FlatJson, tensor_from_shaped};
-use oxserve_engine::{ModelVersion, RequestOptions};
+use oxserve_core::codec::{FlatJson, tensor_from_shaped};
+use oxserve_core::{ModelVersion, RequestOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -49,8 +49,7 @@ pub(crate) async fn live() -> Json<Value> {
 
 /// `GET /v2/health/ready`: 200 when every model has its minimum workers ready, else 503.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    let ready =
-        !state.draining.load(std::sync::atomic::Ordering::Acquire) && state.registry.is_healthy();
+    let ready = crate::services::server_ready(&state);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({"ready": ready}))).into_response()
 }
@@ -106,19 +105,13 @@ pub(crate) async fn model_metadata(
     metadata(&state, &path.model, path.version.as_deref())
 }
 
-/// Why a model version cannot serve now, or `None` when it can.
-pub(crate) fn not_ready_reason(v: &ModelVersion) -> Option<String> {
-    v.not_ready_reason()
-        .or_else(|| (v.ready_workers() == 0).then(|| "it has no workers".to_owned()))
-}
-
 fn model_ready_response(
     state: &AppState,
     model: &str,
     version: Option<&str>,
 ) -> Result<Response, ApiError> {
     let v = lookup(state, model, version)?;
-    let reason = not_ready_reason(&v);
+    let reason = v.not_serving_reason();
     let body = match &reason {
         None => json!({"name": v.name(), "ready": true}),
         Some(reason) => json!({"name": v.name(), "ready": false, "reason": reason}),
@@ -239,9 +232,9 @@ async fn run_infer(
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
     let v = state.registry.get(model, version)?;
-    let mut options = crate::observe::options(&headers);
+    let options = crate::observe::options(&headers);
     // Admitted before the body is read, as on the TorchServe path.
-    let admission = v.admit(&options)?;
+    let mut ticket = v.admit(options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let (json_part, binary) = split_binary(&headers, &bytes)?;
     let request: InferRequest = serde_json::from_slice(&json_part)
@@ -266,10 +259,10 @@ async fn run_infer(
         let us = value.as_u64().ok_or_else(|| {
             ApiError::bad_request(format!("parameter timeout must be microseconds, got {value}"))
         })?;
-        shorten(&mut options, us);
+        ticket.shorten_timeout(std::time::Duration::from_micros(us));
     }
-    let output = v.infer_admitted(admission, inputs, &options).await?;
-    let timings = oxserve_engine::metrics::RequestTimings {
+    let output = ticket.infer(inputs).await?;
+    let timings = oxserve_core::metrics::RequestTimings {
         queue: output.queue_time,
         inference: output.inference_time,
         total: received.elapsed(),
@@ -278,7 +271,7 @@ async fn run_infer(
     let signature = v.signature();
     let mut raw = Vec::new();
     let mut outputs = Vec::new();
-    for (spec, t) in signature.outputs.iter().zip(&output.outputs) {
+    for (spec, t) in signature.outputs.iter().zip(&output.output) {
         let binary = match &wanted {
             None => all_binary,
             Some(w) => match w.get(spec.name.as_str()) {
@@ -304,7 +297,7 @@ async fn run_infer(
     let response =
         InferResponse { model_name: v.name(), model_version: v.version(), id: request.id, outputs };
     let mut body = serde_json::to_vec(&response)
-        .map_err(|e| ApiError::from(oxserve_engine::EngineError::Internal(e.to_string())))?;
+        .map_err(|e| ApiError::from(oxserve_core::EngineError::Internal(e.to_string())))?;
     let json_length = body.len();
     body.extend_from_slice(&raw);
     if body.len() > state.config.max_response_size {

@@ -1,5 +1,5 @@
 //! An example custom handler for oxserve, written against the public
-//! [`Handler`](oxserve_engine::handler::Handler) trait: it reads handwritten digits drawn as 8×8
+//! [`Handler`](oxserve_core::handler::Handler) trait: it reads handwritten digits drawn as 8×8
 //! ASCII art (or given as 64 pixel intensities) and answers with the digit's name.
 //!
 //! The model is `examples/models/digits_mlp.onnx` (scikit-learn's 8×8 digits, pixels 0–16 →
@@ -21,11 +21,9 @@ use std::any::Any;
 
 use bytes::Bytes;
 use oxserve_backend::{Tensor, TensorData};
-use oxserve_engine::handler::input::{self, Item, Want};
-use oxserve_engine::handler::{
-    Handler, HandlerContext, Payload, Prediction, Prepared, own_context,
-};
-use oxserve_engine::{EngineError, Result};
+use oxserve_core::handler::{Handler, HandlerContext, Payload, Prediction, Prepared, own_context};
+use oxserve_core::{EngineError, Result};
+use oxserve_handlers::input::{self, Item, Want};
 use serde::Serialize;
 use serde_json::Value;
 

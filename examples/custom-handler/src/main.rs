@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use oxserve_backend_tract::TractBackend;
-use oxserve_engine::config::EngineConfig;
-use oxserve_engine::handler::{Handler, HandlerContext, HandlerRegistry};
-use oxserve_engine::metrics::Metrics;
-use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_core::config::EngineConfig;
+use oxserve_core::handler::{Handler, HandlerContext};
+use oxserve_core::metrics::Metrics;
+use oxserve_core::{RegisterRequest, Registry};
 use oxserve_example_custom_handler::{DigitArtHandler, NAME};
 use oxserve_server::{Server, ServerConfig};
 
@@ -30,7 +30,7 @@ use oxserve_server::{Server, ServerConfig};
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
 
-    let mut handlers = HandlerRegistry::with_builtins();
+    let mut handlers = oxserve_handlers::builtins();
     handlers.register(
         NAME,
         Arc::new(|ctx: &HandlerContext<'_>| {

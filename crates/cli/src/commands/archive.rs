@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use oxserve_engine::archive::{self, ArchiveFormat, PackOptions};
+use oxserve_store::archive::{self, ArchiveFormat, PackOptions};
 
 /// Flags of `oxserve archive`. Boxed so the `Command` enum in `main.rs` stays small whichever
 /// subcommand it holds (clippy's `large_enum_variant`).

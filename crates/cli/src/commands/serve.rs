@@ -8,11 +8,10 @@ use anyhow::Context;
 use oxserve_backend::Backend;
 use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
-use oxserve_engine::handler::HandlerRegistry;
-use oxserve_engine::metric_log::MetricLog;
-use oxserve_engine::metrics::Metrics;
-use oxserve_engine::system::hostname;
-use oxserve_engine::{RegisterRequest, Registry};
+use oxserve_core::metric_log::MetricLog;
+use oxserve_core::metrics::Metrics;
+use oxserve_core::system::hostname;
+use oxserve_core::{RegisterRequest, Registry};
 use oxserve_server::Server;
 use tracing::info;
 
@@ -191,7 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::with_metrics(
         settings.engine.clone(),
         backends,
-        HandlerRegistry::with_builtins(),
+        oxserve_handlers::builtins(),
         metrics,
     ));
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));

@@ -18,7 +18,7 @@ mod torchserve;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use oxserve_engine::RequestOptions;
+use oxserve_core::RequestOptions;
 use tonic::{Request, Status};
 
 use crate::AppState;
@@ -168,14 +168,8 @@ impl Context {
         &self,
         name: &str,
         version_string: &str,
-    ) -> Result<std::sync::Arc<oxserve_engine::ModelVersion>, Status> {
+    ) -> Result<std::sync::Arc<oxserve_core::ModelVersion>, Status> {
         self.state.registry.get(name, version(version_string)).map_err(crate::error::grpc_status)
-    }
-
-    /// Whether the server is ready: every model has its minimum workers and it is not draining.
-    fn ready(&self) -> bool {
-        !self.state.draining.load(std::sync::atomic::Ordering::Acquire)
-            && self.state.registry.is_healthy()
     }
 
     /// Refuses an answer over `max_response_size`.

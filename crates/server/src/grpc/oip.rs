@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use oxserve_backend::{DType, Tensor, TensorData};
-use oxserve_engine::{ModelVersion, RequestOptions};
+use oxserve_core::{ModelVersion, RequestOptions};
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -54,7 +54,9 @@ impl GrpcInferenceService for Oip {
         &self,
         _request: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        Ok(Response::new(ServerReadyResponse { ready: self.0.ready() }))
+        Ok(Response::new(ServerReadyResponse {
+            ready: crate::services::server_ready(&self.0.state),
+        }))
     }
 
     async fn model_ready(
@@ -64,7 +66,7 @@ impl GrpcInferenceService for Oip {
         self.0.admit(&request, KeyKind::Inference)?;
         let r = request.into_inner();
         let v = self.0.model(&r.name, &r.version)?;
-        Ok(Response::new(ModelReadyResponse { ready: crate::v2::not_ready_reason(&v).is_none() }))
+        Ok(Response::new(ModelReadyResponse { ready: v.not_serving_reason().is_none() }))
     }
 
     async fn server_metadata(
@@ -279,7 +281,7 @@ async fn infer(
         shorten(&mut options, micros);
     }
     let output = v.infer(tensors, &options).await.map_err(grpc_status)?;
-    Ok(answer(&v, id, &output.outputs, wanted.as_ref(), raw))
+    Ok(answer(&v, id, &output.output, wanted.as_ref(), raw))
 }
 
 fn bad(message: impl Into<String>) -> Status {

@@ -3,9 +3,7 @@
 //! handler payload's parts (as a multipart body's would), and management answers carry the JSON text
 //! the HTTP API would answer in `msg`.
 
-use oxserve_engine::config::ModelOverrides;
-use oxserve_engine::handler::{Part, Payload};
-use oxserve_engine::{Description, RegisterRequest};
+use oxserve_core::handler::{Part, Payload};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
@@ -21,6 +19,7 @@ use super::proto::torchserve::management::{
 use super::{Context, options, version};
 use crate::auth::KeyKind;
 use crate::error::{ApiError, grpc_status};
+use crate::services::management::{self as service, Answer};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Inference(pub(crate) Context);
@@ -64,7 +63,7 @@ impl InferenceApIsService for Inference {
         &self,
         _request: Request<()>,
     ) -> Result<Response<TorchServeHealthResponse>, Status> {
-        if self.0.ready() {
+        if crate::services::server_ready(&self.0.state) {
             Ok(Response::new(TorchServeHealthResponse { health: health(true) }))
         } else {
             Err(Status::internal(health(false)))
@@ -95,14 +94,14 @@ impl InferenceApIsService for Inference {
 #[derive(Debug, Clone)]
 pub(crate) struct Management(pub(crate) Context);
 
-/// A ManagementResponse carrying `{"status": message}`, as HTTP's management answers.
-fn status(message: String) -> Response<ManagementResponse> {
-    Response::new(ManagementResponse { msg: json!({"status": message}).to_string() })
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Response<ManagementResponse>, Status> {
-    let msg = serde_json::to_string_pretty(value)
-        .map_err(|e| grpc_status(oxserve_engine::EngineError::Internal(e.to_string())))?;
+/// A management answer as TorchServe's gRPC sends it: the JSON text the HTTP API would answer, in
+/// `msg`.
+fn reply(answer: Result<Answer, ApiError>) -> Result<Response<ManagementResponse>, Status> {
+    let msg = match answer? {
+        Answer::Status(_, message) => json!({"status": message}).to_string(),
+        Answer::Document(value) => serde_json::to_string_pretty(&value)
+            .map_err(|e| grpc_status(oxserve_core::EngineError::Internal(e.to_string())))?,
+    };
     Ok(Response::new(ManagementResponse { msg }))
 }
 
@@ -115,21 +114,6 @@ fn count(field: &str, value: i32) -> Result<Option<usize>, Status> {
     }
 }
 
-impl Management {
-    fn model_api_enabled(&self) -> Result<(), Status> {
-        if self.0.state.config.enable_model_api {
-            return Ok(());
-        }
-        Err(ApiError::new(
-            axum::http::StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowedException",
-            "the model API is disabled: registering and unregistering models needs the server to \
-             start with --enable-model-api (enable_model_api=true)",
-        )
-        .into())
-    }
-}
-
 #[tonic::async_trait]
 impl ManagementApIsService for Management {
     async fn describe_model(
@@ -138,12 +122,7 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        let registry = &self.0.state.registry;
-        let versions = match r.model_version.as_str() {
-            "all" => registry.versions(&r.model_name).map_err(grpc_status)?,
-            v => vec![self.0.model(&r.model_name, v)?],
-        };
-        to_json(&versions.iter().map(|v| v.describe()).collect::<Vec<Description>>())
+        reply(service::describe(&self.0.state, &r.model_name, version(&r.model_version)))
     }
 
     async fn list_models(
@@ -154,7 +133,7 @@ impl ManagementApIsService for Management {
         let r = request.into_inner();
         let limit = count("limit", r.limit)?.unwrap_or(100);
         let start = count("next_page_token", r.next_page_token)?.unwrap_or(0);
-        to_json(&crate::management::model_page(&self.0.state.registry, start, limit))
+        reply(Ok(service::list(&self.0.state.registry, start, limit)))
     }
 
     async fn register_model(
@@ -162,36 +141,18 @@ impl ManagementApIsService for Management {
         request: Request<RegisterModelRequest>,
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
-        self.model_api_enabled()?;
         let r = request.into_inner();
-        if r.url.is_empty() {
-            return Err(ApiError::bad_request("url is required").into());
-        }
-        let request = RegisterRequest {
-            url: r.url,
-            model_name: version(&r.model_name).map(str::to_owned),
-            overrides: ModelOverrides {
-                batch_size: count("batch_size", r.batch_size)?,
-                max_batch_delay: count("max_batch_delay", r.max_batch_delay)?.map(|n| n as u64),
-                response_timeout: count("response_timeout", r.response_timeout)?.map(|n| n as u64),
-                ..ModelOverrides::default()
-            },
+        let args = service::Register {
+            url: Some(r.url),
+            model_name: Some(r.model_name),
+            batch_size: count("batch_size", r.batch_size)?,
+            max_batch_delay: count("max_batch_delay", r.max_batch_delay)?.map(|n| n as u64),
+            response_timeout: count("response_timeout", r.response_timeout)?.map(|n| n as u64),
             initial_workers: count("initial_workers", r.initial_workers)?,
             synchronous: r.synchronous,
-            loaded_at_startup: false,
-            ..RegisterRequest::default()
+            sha256: None,
         };
-        let v = self.0.state.registry.register(request).await.map_err(grpc_status)?;
-        if r.synchronous {
-            Ok(status(format!(
-                "Model \"{}\" Version: {} registered with {} initial workers",
-                v.name(),
-                v.version(),
-                v.settings().min_workers
-            )))
-        } else {
-            Ok(status("Processing worker updates...".into()))
-        }
+        reply(service::register(&self.0.state, args).await)
     }
 
     /// As TorchServe's gRPC: min_worker 0 (not given) means 1, max_worker 0 means min_worker.
@@ -201,23 +162,12 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        let v = self.0.model(&r.model_name, &r.model_version)?;
-        let min = count("min_worker", r.min_worker)?.unwrap_or(1);
-        let max = count("max_worker", r.max_worker)?.unwrap_or(min);
-        if max < min {
-            return Err(ApiError::bad_request("max_worker cannot be less than min_worker").into());
-        }
-        v.scale(min, max);
-        if !r.synchronous {
-            return Ok(status("Processing worker updates...".into()));
-        }
-        if !v.wait_ready(min, std::time::Duration::from_secs(120)).await {
-            return Err(Status::internal(format!(
-                "workers of model {} did not become ready; see the server log",
-                r.model_name
-            )));
-        }
-        Ok(status(format!("Workers scaled to {min} for model: {}", r.model_name)))
+        let (min, max) = (count("min_worker", r.min_worker)?, count("max_worker", r.max_worker)?);
+        let model_version = version(&r.model_version);
+        reply(
+            service::scale(&self.0.state, &r.model_name, model_version, min, max, r.synchronous)
+                .await,
+        )
     }
 
     async fn set_default(
@@ -226,11 +176,7 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        self.0.state.registry.set_default(&r.model_name, &r.model_version).map_err(grpc_status)?;
-        Ok(status(format!(
-            "Default version successfully updated for model \"{}\" to \"{}\"",
-            r.model_name, r.model_version
-        )))
+        reply(service::set_default(&self.0.state, &r.model_name, &r.model_version))
     }
 
     async fn unregister_model(
@@ -238,19 +184,7 @@ impl ManagementApIsService for Management {
         request: Request<UnregisterModelRequest>,
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
-        self.model_api_enabled()?;
         let r = request.into_inner();
-        let removed = self
-            .0
-            .state
-            .registry
-            .unregister(&r.model_name, version(&r.model_version))
-            .await
-            .map_err(grpc_status)?;
-        Ok(status(if r.model_version.is_empty() {
-            format!("Model \"{}\" unregistered", removed.name())
-        } else {
-            format!("Model \"{}\" version {} unregistered", removed.name(), removed.version())
-        }))
+        reply(service::unregister(&self.0.state, &r.model_name, version(&r.model_version)).await)
     }
 }

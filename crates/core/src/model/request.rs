@@ -1,0 +1,225 @@
+//! The request path, once admitted: tensors into the queue and back ([`Ticket::infer`]), or a
+//! handler around that ([`Ticket::predict`]: preprocess, queue, postprocess). Each protocol's codec
+//! ends where one of these two begins.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxserve_backend::Tensor;
+
+use super::{ModelVersion, Ticket, lock};
+use crate::error::{EngineError, Result};
+use crate::executor::Done;
+use crate::executor::native::Rows;
+use crate::handler::{Payload, Prediction};
+use crate::metrics::{ModelMetrics, Outcome, RequestTimings};
+
+/// Per-request options.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// A deadline shorter than the model's response timeout (a longer one is ignored).
+    pub timeout: Option<Duration>,
+    /// The request id, for metric log lines.
+    pub request_id: Option<String>,
+}
+
+impl Ticket {
+    /// Runs already-built input tensors through the queue, checking them against the signature.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidInput`] for tensors that do not fit, [`EngineError::Overloaded`] when
+    /// the queue is full, [`EngineError::Timeout`] when no answer came in time.
+    pub async fn infer(self, inputs: Vec<Tensor>) -> Result<Done<Vec<Tensor>>> {
+        let v = &self.version;
+        let mut record = Recorder::new(&v.metrics, self.options.request_id.as_deref());
+        let result = v.submit(inputs, &self.options).await;
+        match &result {
+            Ok(done) => record.answered(RequestTimings {
+                queue: done.queue_time,
+                inference: done.inference_time,
+                total: record.started.elapsed(),
+                ..RequestTimings::default()
+            }),
+            Err(e) => record.failed(e),
+        }
+        result
+    }
+
+    /// Serves one TorchServe-style prediction: handler preprocess, queue, handler postprocess.
+    /// Handler work runs on the blocking pool, off the async runtime.
+    ///
+    /// # Errors
+    /// As [`Self::infer`], plus handler errors.
+    pub async fn predict(self, payload: Payload) -> Result<(Prediction, RequestTimings)> {
+        let v = &self.version;
+        let mut record = Recorder::new(&v.metrics, self.options.request_id.as_deref());
+        let result = v.run_handler(payload, &self.options).await;
+        match &result {
+            Ok((_, timings)) => record.answered(*timings),
+            Err(e) => record.failed(e),
+        }
+        result
+    }
+}
+
+impl ModelVersion {
+    /// [`Self::admit`] then [`Ticket::infer`], for callers that hold the tensors already.
+    ///
+    /// # Errors
+    /// As those two.
+    pub async fn infer(
+        self: &Arc<Self>,
+        inputs: Vec<Tensor>,
+        options: &RequestOptions,
+    ) -> Result<Done<Vec<Tensor>>> {
+        self.admit(options.clone())?.infer(inputs).await
+    }
+
+    /// [`Self::admit`] then [`Ticket::predict`], for callers that hold the payload already.
+    ///
+    /// # Errors
+    /// As those two.
+    pub async fn predict(
+        self: &Arc<Self>,
+        payload: Payload,
+        options: &RequestOptions,
+    ) -> Result<(Prediction, RequestTimings)> {
+        self.admit(options.clone())?.predict(payload).await
+    }
+
+    async fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        options: &RequestOptions,
+    ) -> Result<Done<Vec<Tensor>>> {
+        let rows = self.check_inputs(&inputs)?;
+        {
+            let pool = self.pool();
+            if pool.active() == 0 {
+                return Err(EngineError::Unavailable(format!(
+                    "model {} has no workers; scale it up with PUT /models/{}?min_worker=1",
+                    self.name, self.name
+                )));
+            }
+            if let Some(error) = pool.failure() {
+                return Err(EngineError::Unavailable(format!(
+                    "model {} cannot run: {error}",
+                    self.name
+                )));
+            }
+        }
+        let arrived = Instant::now();
+        let limit = {
+            let settings = lock(&self.settings);
+            options.timeout.map_or(settings.response_timeout, |t| t.min(settings.response_timeout))
+        };
+        let deadline = arrived + limit;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let input = Rows { inputs, rows };
+        self.queue.submit(crate::executor::Job { input, arrived, deadline, reply, span })?;
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EngineError::Internal("the worker dropped the request".into())),
+            Err(_) => Err(EngineError::Timeout(limit)),
+        }
+    }
+
+    async fn run_handler(
+        &self,
+        payload: Payload,
+        options: &RequestOptions,
+    ) -> Result<(Prediction, RequestTimings)> {
+        let started = Instant::now();
+        let handler = Arc::clone(&self.handler);
+        let prepared = offload(move || handler.preprocess(&payload)).await?;
+        let preprocess = started.elapsed();
+        let done = self.submit(prepared.inputs, options).await?;
+        let handler = Arc::clone(&self.handler);
+        let context = prepared.context;
+        let post_started = Instant::now();
+        let outputs = done.output;
+        let prediction = offload(move || handler.postprocess(outputs, context)).await?;
+        let timings = RequestTimings {
+            queue: done.queue_time,
+            preprocess,
+            inference: done.inference_time,
+            postprocess: post_started.elapsed(),
+            total: started.elapsed(),
+        };
+        Ok((prediction, timings))
+    }
+
+    /// Checks inputs against the signature and returns the number of rows they carry. The one
+    /// place a request's tensors are checked, whichever protocol brought them.
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<usize> {
+        let specs = &self.signature().inputs;
+        if inputs.len() != specs.len() {
+            return Err(EngineError::InvalidInput(format!(
+                "the model takes {} inputs, got {}",
+                specs.len(),
+                inputs.len()
+            )));
+        }
+        let mut rows = None;
+        for (spec, t) in specs.iter().zip(inputs) {
+            if t.dtype() != spec.dtype {
+                return Err(EngineError::InvalidInput(format!(
+                    "input `{}` must be {}, got {}",
+                    spec.name,
+                    spec.dtype,
+                    t.dtype()
+                )));
+            }
+            spec.check_shape(t.shape())
+                .map_err(|e| EngineError::InvalidInput(format!("input `{}`: {e}", spec.name)))?;
+            let r = t.rows();
+            if *rows.get_or_insert(r) != r {
+                return Err(EngineError::InvalidInput(
+                    "inputs disagree on the batch dimension".into(),
+                ));
+            }
+        }
+        Ok(rows.unwrap_or(1))
+    }
+}
+
+/// Records how a request ended; a request dropped before it ended (the client went away) counts as
+/// cancelled.
+pub(super) struct Recorder<'a> {
+    metrics: &'a ModelMetrics,
+    request_id: Option<&'a str>,
+    started: Instant,
+    done: bool,
+}
+
+impl<'a> Recorder<'a> {
+    pub(super) fn new(metrics: &'a ModelMetrics, request_id: Option<&'a str>) -> Self {
+        Self { metrics, request_id, started: Instant::now(), done: false }
+    }
+
+    fn answered(&mut self, timings: RequestTimings) {
+        self.done = true;
+        self.metrics.record(Outcome::Ok, Some(&timings), self.request_id);
+    }
+
+    pub(super) fn failed(&mut self, err: &EngineError) {
+        self.done = true;
+        self.metrics.record(Outcome::of(err), None, self.request_id);
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics.record(Outcome::Cancelled, None, self.request_id);
+        }
+    }
+}
+
+/// Runs CPU work on tokio's blocking pool.
+async fn offload<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("handler task failed: {e}")))?
+}

@@ -1,0 +1,180 @@
+//! TorchServe's management API (register, list, describe, scale, set-default, unregister) for both
+//! transports: `crate::management` over HTTP and `crate::grpc::torchserve` over gRPC.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use oxserve_core::config::ModelOverrides;
+use oxserve_core::{RegisterRequest, Registry};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::describe::Description;
+use crate::error::ApiError;
+
+/// How long a synchronous scale call waits for its workers.
+const SYNC_WAIT: Duration = Duration::from_secs(120);
+
+/// A management call's answer: TorchServe's `{"status": message}` with its HTTP status, or a JSON
+/// document (describe, list).
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Status(StatusCode, String),
+    Document(Value),
+}
+
+/// A register call's arguments, whichever transport brought them.
+#[derive(Debug, Default)]
+pub(crate) struct Register {
+    pub(crate) url: Option<String>,
+    pub(crate) model_name: Option<String>,
+    pub(crate) batch_size: Option<usize>,
+    pub(crate) max_batch_delay: Option<u64>,
+    pub(crate) response_timeout: Option<u64>,
+    pub(crate) initial_workers: Option<usize>,
+    pub(crate) synchronous: bool,
+    /// Expected sha256 of a model fetched from a URL (an oxserve addition).
+    pub(crate) sha256: Option<String>,
+}
+
+/// Refuses register and unregister unless the server was started with the model API on.
+fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.config.enable_model_api {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException",
+        "the model API is disabled: registering and unregistering models needs the server to start \
+         with --enable-model-api (enable_model_api=true)",
+    ))
+}
+
+pub(crate) async fn register(state: &AppState, args: Register) -> Result<Answer, ApiError> {
+    model_api_enabled(state)?;
+    let url = args
+        .url
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::bad_request("parameter url is required"))?;
+    let request = RegisterRequest {
+        url,
+        model_name: args.model_name.filter(|n| !n.is_empty()),
+        overrides: ModelOverrides {
+            batch_size: args.batch_size,
+            max_batch_delay: args.max_batch_delay,
+            response_timeout: args.response_timeout,
+            ..ModelOverrides::default()
+        },
+        initial_workers: args.initial_workers,
+        synchronous: args.synchronous,
+        loaded_at_startup: false,
+        sha256: args.sha256,
+    };
+    let version = state.registry.register(request).await?;
+    if !args.synchronous {
+        return Ok(processing());
+    }
+    Ok(Answer::Status(
+        StatusCode::OK,
+        format!(
+            "Model \"{}\" Version: {} registered with {} initial workers",
+            version.name(),
+            version.version(),
+            version.settings().min_workers
+        ),
+    ))
+}
+
+/// One page of the model list, `{"models": [...], "nextPageToken"}`.
+pub(crate) fn list(registry: &Registry, start: usize, limit: usize) -> Answer {
+    let all = registry.list();
+    let page: Vec<_> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|v| json!({"modelName": v.name(), "modelUrl": v.url()}))
+        .collect();
+    let mut body = json!({"models": page});
+    if start + limit < all.len() {
+        body["nextPageToken"] = json!((start + limit).to_string());
+    }
+    Answer::Document(body)
+}
+
+/// The default version, the given one, or every version with `all`.
+pub(crate) fn describe(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Answer, ApiError> {
+    let versions = match version {
+        Some("all") => state.registry.versions(model)?,
+        version => vec![state.registry.get(model, version)?],
+    };
+    let described: Vec<Description> = versions.iter().map(|v| v.status().into()).collect();
+    let document = serde_json::to_value(described)
+        .map_err(|e| ApiError::from(oxserve_core::EngineError::Internal(e.to_string())))?;
+    Ok(Answer::Document(document))
+}
+
+/// Sets a version's worker range; `min` defaults to 1 and `max` to `min`, as TorchServe's.
+pub(crate) async fn scale(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+    min: Option<usize>,
+    max: Option<usize>,
+    synchronous: bool,
+) -> Result<Answer, ApiError> {
+    let v = state.registry.get(model, version)?;
+    let min = min.unwrap_or(1);
+    let max = max.unwrap_or(min);
+    if max < min {
+        return Err(ApiError::bad_request("max_worker cannot be less than min_worker"));
+    }
+    v.scale(min, max);
+    if !synchronous {
+        return Ok(processing());
+    }
+    if !v.wait_ready(min, SYNC_WAIT).await {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerException",
+            format!("workers of model {model} did not become ready; see the server log"),
+        ));
+    }
+    Ok(Answer::Status(StatusCode::OK, format!("Workers scaled to {min} for model: {model}")))
+}
+
+pub(crate) fn set_default(
+    state: &AppState,
+    model: &str,
+    version: &str,
+) -> Result<Answer, ApiError> {
+    state.registry.set_default(model, version)?;
+    Ok(Answer::Status(
+        StatusCode::OK,
+        format!("Default version successfully updated for model \"{model}\" to \"{version}\""),
+    ))
+}
+
+/// The given version, or the default one.
+pub(crate) async fn unregister(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Answer, ApiError> {
+    model_api_enabled(state)?;
+    let removed = state.registry.unregister(model, version).await?;
+    let message = match version {
+        None => format!("Model \"{}\" unregistered", removed.name()),
+        Some(_) => {
+            format!("Model \"{}\" version {} unregistered", removed.name(), removed.version())
+        }
+    };
+    Ok(Answer::Status(StatusCode::OK, message))
+}
+
+fn processing() -> Answer {
+    Answer::Status(StatusCode::ACCEPTED, "Processing worker updates...".into())
+}
