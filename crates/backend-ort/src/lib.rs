@@ -114,7 +114,7 @@ impl OrtBackend {
 
 impl Backend for OrtBackend {
     fn name(&self) -> &'static str {
-        "ort"
+        "onnxruntime"
     }
 
     fn load(&self, source: &ModelSource) -> Result<Arc<dyn LoadedModel>, BackendError> {

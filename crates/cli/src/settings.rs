@@ -2,6 +2,7 @@
 //! variables, in TorchServe's precedence: environment > flags > file > defaults. Environment variables
 //! count only when `enable_envvars_config=true`, as in TorchServe.
 
+use oxserve_python::PythonSettings;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ const KNOWN_KEYS: &[&str] = &[
     "drain_timeout",
     "default_engine",
     "onnxruntime_lib",
+    "python",
+    "model_server_home",
+    "install_py_dep_per_model",
     "intra_op_threads",
     "allowed_urls",
     "header_read_timeout",
@@ -52,6 +56,7 @@ const KNOWN_KEYS: &[&str] = &[
     "number_of_gpu",
     "gpu_fallback",
     "tensorrt_fp16",
+    "server_name",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -120,6 +125,17 @@ impl Layers {
         }
     }
 
+    /// A number of minutes, fractions allowed; 0 when unset.
+    fn minutes(&self, key: &str) -> anyhow::Result<f64> {
+        match self.get(key) {
+            None => Ok(0.0),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{key} must be a number of minutes, got `{v}`")),
+        }
+    }
+
     fn address(&self, key: &str, default: &str) -> anyhow::Result<SocketAddr> {
         parse_address(self.get(key).unwrap_or(default)).with_context(|| format!("invalid {key}"))
     }
@@ -173,9 +189,13 @@ impl Layers {
             } else {
                 Some(AuthConfig {
                     key_file: PathBuf::from(self.get("key_file").unwrap_or("key_file.json")),
-                    expiration: match self.number::<u64>("token_expiration_min", 0)? {
-                        0 => None,
-                        minutes => Some(Duration::from_secs(minutes * 60)),
+                    // Minutes, fractions allowed as TorchServe allows them (0.25 is 15 s).
+                    expiration: match self.minutes("token_expiration_min")? {
+                        0.0 => None,
+                        m if m.is_finite() && m > 0.0 => Some(Duration::from_secs_f64(m * 60.0)),
+                        m => bail!(
+                            "token_expiration_min must be a positive number of minutes, got {m}"
+                        ),
                     },
                 })
             },
@@ -189,6 +209,11 @@ impl Layers {
                     private_key_file: PathBuf::from(key),
                 }),
                 _ => bail!("TLS needs both certificate_file and private_key_file"),
+            },
+            server_name: match self.get("server_name").map(str::trim) {
+                None => "oxserve".into(),
+                Some("") => bail!("server_name must not be empty"),
+                Some(name) => name.to_owned(),
             },
         };
         let defaults = EngineConfig::default();
@@ -257,6 +282,14 @@ impl Layers {
             bail!("log_file_max_size must be at least 1024 bytes, got {}", log_rotation.max_bytes);
         }
         let onnxruntime_lib = self.get("onnxruntime_lib").map(PathBuf::from);
+        let python_defaults = PythonSettings::default();
+        let python = PythonSettings {
+            python: self.get("python").map_or(python_defaults.python, PathBuf::from),
+            ts_home: self.get("model_server_home").map(PathBuf::from),
+            max_response_size: server.max_response_size,
+            install_dependencies: self.flag("install_py_dep_per_model")?,
+            ..python_defaults
+        };
         Ok(Resolved {
             server,
             engine,
@@ -265,6 +298,7 @@ impl Layers {
             metric_interval,
             log_rotation,
             onnxruntime_lib,
+            python,
         })
     }
 }
@@ -283,6 +317,8 @@ pub(crate) struct Resolved {
     pub(crate) log_rotation: Rotation,
     /// The ONNX Runtime library (`onnxruntime_lib`); searched for when `None`.
     pub(crate) onnxruntime_lib: Option<PathBuf>,
+    /// The Python worker runtime (`python`, `model_server_home`).
+    pub(crate) python: PythonSettings,
 }
 
 /// A model named at startup: `all`, a file name, or `name=file`.
@@ -473,6 +509,12 @@ mod tests {
         assert_eq!(auth.expiration, None);
         assert_eq!(r.server.max_request_size, 6_553_500);
         assert_eq!(r.engine.default_workers_per_model, 1);
+        assert_eq!(r.server.server_name, "oxserve");
+        let mut layers = Layers::default();
+        layers.set("server_name", "triton");
+        assert_eq!(layers.resolve().unwrap().server.server_name, "triton");
+        layers.set("server_name", " ");
+        assert!(layers.resolve().is_err(), "an empty name is refused");
     }
 
     #[test]
@@ -483,6 +525,17 @@ mod tests {
             layers.resolve().unwrap().server.auth.unwrap().expiration,
             Some(Duration::from_secs(1800))
         );
+        // TorchServe's own tests use a quarter of a minute.
+        layers.set("token_expiration_min", "0.25");
+        assert_eq!(
+            layers.resolve().unwrap().server.auth.unwrap().expiration,
+            Some(Duration::from_secs(15))
+        );
+        for bad in ["-1", "soon", "inf"] {
+            layers.set("token_expiration_min", bad);
+            assert!(layers.resolve().is_err(), "{bad}");
+        }
+        layers.set("token_expiration_min", "30");
         let env = HashMap::from([("TS_DISABLE_TOKEN_AUTHORIZATION".to_owned(), "true".to_owned())]);
         layers.apply_env(&env).unwrap();
         assert!(layers.resolve().unwrap().server.auth.is_none());

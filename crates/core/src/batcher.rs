@@ -21,6 +21,14 @@ pub struct BatchPolicy {
     pub max_batch_delay: Duration,
 }
 
+impl BatchPolicy {
+    /// Whether a request that finds the queue empty leaves at once, alone, as [`poll_batch`]
+    /// would send it.
+    pub fn sends_lone_request_at_once(&self) -> bool {
+        self.batch_size <= 1 || self.max_batch_delay.is_zero()
+    }
+}
+
 /// Something waiting in a queue.
 pub trait Queued {
     /// When it entered the queue.
@@ -105,6 +113,16 @@ mod tests {
         let mut q = VecDeque::from([item(0, t0)]);
         let got = poll_batch(&mut q, &policy(1, 100), t0, &mut Vec::new());
         assert_eq!(got, Poll::Ready(vec![item(0, t0)]));
+    }
+
+    #[test]
+    fn a_lone_request_leaves_at_once_exactly_when_the_policy_says_so() {
+        let t0 = Instant::now();
+        for p in [policy(1, 100), policy(4, 0), policy(4, 10)] {
+            let mut q = VecDeque::from([item(0, t0)]);
+            let sent = matches!(poll_batch(&mut q, &p, t0, &mut Vec::new()), Poll::Ready(_));
+            assert_eq!(sent, p.sends_lone_request_at_once(), "{p:?}");
+        }
     }
 
     #[test]

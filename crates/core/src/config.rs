@@ -157,6 +157,9 @@ pub struct ModelOverrides {
     pub mar_name: Option<String>,
     /// `auto`, `tract` or `onnxruntime`.
     pub engine: Option<String>,
+    /// What runs the handler: `native` (in the server, on an engine) or a worker runtime's name
+    /// (`python`). Unset: a runtime that recognises the model's handler claims it, else native.
+    pub runtime: Option<String>,
     /// Intra-op threads of each worker's session (ONNX Runtime; tract runs one).
     pub intra_op_threads: Option<usize>,
     /// On a GPU, let TensorRT build FP16 kernels (ONNX Runtime's GPU build); server default
@@ -186,6 +189,7 @@ impl ModelOverrides {
             default_version,
             mar_name,
             engine,
+            runtime,
             intra_op_threads,
             tensorrt_fp16,
             max_concurrent_requests
@@ -269,6 +273,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "deviceType",
     "deviceIds",
     "engine",
+    "runtime",
     "intraOpThreads",
     "tensorrtFp16",
     "maxConcurrentRequests",

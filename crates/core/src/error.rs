@@ -2,6 +2,7 @@
 //! in one table.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oxserve_backend::BackendError;
@@ -63,9 +64,18 @@ pub enum EngineError {
     /// The archive could not be read.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    /// The engine failed on a batch.
+    /// The engine failed on a batch; shared by every request of the batch, with its sources.
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Backend(Arc<BackendError>),
+    /// A handler running in a worker process failed the request (TorchServe's worker codes: 507
+    /// out of memory, 503 prediction failed, 500 worker died, or the handler's own code).
+    #[error("{message}")]
+    Handler {
+        /// The HTTP status the handler or its worker gave.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
     /// A broken invariant inside the server (a worker vanished, a panic was caught).
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,6 +101,12 @@ impl EngineError {
             Self::Archive(e) => Self::Archive(e.relative_to(&dirs)),
             other => other,
         }
+    }
+}
+
+impl From<BackendError> for EngineError {
+    fn from(e: BackendError) -> Self {
+        Self::Backend(Arc::new(e))
     }
 }
 

@@ -8,11 +8,14 @@
 //! # Request path
 //! A server admits a request with [`ModelVersion::admit`] before reading its body, then spends the
 //! [`Ticket`] on [`Ticket::predict`] (handler path) or [`Ticket::infer`] (tensors). The handler's
-//! preprocessing runs on the blocking pool; the request joins the model's bounded queue (a full
-//! queue answers [`EngineError::Overloaded`] at once); a worker thread takes a batch when
+//! preprocessing runs on the blocking pool, or inline when it has been measured to take
+//! microseconds (`placement`); the request joins the model's bounded queue (a full queue answers
+//! [`EngineError::Overloaded`] at once); a worker thread takes a batch when
 //! [`batcher::poll_batch`] says one is due and hands it to its [`executor::Executor`] (for an
 //! in-process engine: stack the rows, run its own session, split the rows), and each request is
-//! answered through its oneshot channel. Nothing here runs inference on the async runtime.
+//! answered through its oneshot channel. One shortcut: a model measured in microseconds, with
+//! batches of one, an empty queue and an idle worker, runs the request on that worker's session
+//! from the request's own thread, since handing it over would cost more than running it.
 //!
 //! The engine itself is behind [`oxserve_backend::Backend`], so this crate never names tract or
 //! ONNX Runtime.
@@ -23,9 +26,11 @@ pub mod config;
 mod error;
 pub mod executor;
 pub mod handler;
+pub mod hosted;
 pub mod metric_log;
 pub mod metrics;
 mod model;
+mod placement;
 mod registry;
 pub mod system;
 

@@ -23,7 +23,7 @@ use prometheus::{
 };
 
 use crate::EngineError;
-use crate::metric_log::{Line, MetricLog};
+use crate::metric_log::{MetricLog, ModelLabels, RequestLines};
 
 /// How a request ended, for `oxserve_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,10 +113,12 @@ pub struct Metrics {
     registry: PromRegistry,
     hostname: String,
     log: Option<Arc<MetricLog>>,
+    /// `Requests2XX/4XX/5XX` with their labels bound, and the host name the log lines share.
+    status_counters: [IntCounter; 3],
+    log_host: Arc<str>,
     ts_requests: IntCounterVec,
     ts_latency: CounterVec,
     ts_queue: CounterVec,
-    status_classes: [IntCounterVec; 3],
     queue_time: GaugeVec,
     worker_thread_time: GaugeVec,
     worker_load_time: GaugeVec,
@@ -177,6 +179,8 @@ impl Metrics {
             )
         };
         let native = &["model", "version"];
+        let status_classes = ["Requests2XX", "Requests4XX", "Requests5XX"]
+            .map(|n| counter(n, &ts_help("counter", "Count"), host_labels));
         Self {
             ts_requests: counter("ts_inference_requests_total", "Total number of inference requests.", model_labels),
             ts_latency: fcounter(
@@ -185,8 +189,7 @@ impl Metrics {
                 model_labels,
             ),
             ts_queue: fcounter("ts_queue_latency_microseconds", "Cumulative queue duration in microseconds", model_labels),
-            status_classes: ["Requests2XX", "Requests4XX", "Requests5XX"]
-                .map(|n| counter(n, &ts_help("counter", "Count"), host_labels)),
+            status_counters: status_classes.map(|c| c.with_label_values(&["Host", &hostname])),
             queue_time: gauge("QueueTime", "Milliseconds", host_labels),
             worker_thread_time: gauge("WorkerThreadTime", "Milliseconds", host_labels),
             worker_load_time: gauge("WorkerLoadTime", "Milliseconds", &["WorkerName", "Level", "Hostname"]),
@@ -233,6 +236,7 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry: r,
+            log_host: Arc::from(hostname.as_str()),
             hostname,
             log,
         }
@@ -256,10 +260,10 @@ impl Metrics {
             500..=599 => 2,
             _ => return,
         };
-        self.status_classes[class].with_label_values(&["Host", &self.hostname]).inc();
+        self.status_counters[class].inc();
         if let Some(log) = &self.log {
             let name = ["Requests2XX", "Requests4XX", "Requests5XX"][class];
-            log.frontend(name, "Count", 1.0, &[("Level", "Host")], &self.hostname);
+            log.host_count(name, &self.log_host);
         }
     }
 
@@ -267,8 +271,11 @@ impl Metrics {
     pub fn for_model(&self, name: &str, version: &str) -> ModelMetrics {
         let host = self.hostname.as_str();
         ModelMetrics {
-            name: name.to_owned(),
-            version: version.to_owned(),
+            labels: Arc::new(ModelLabels {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                host: host.to_owned(),
+            }),
             ts_requests: self.ts_requests.with_label_values(&[name, version, host]),
             ts_latency: self.ts_latency.with_label_values(&[name, version, host]),
             ts_queue: self.ts_queue.with_label_values(&[name, version, host]),
@@ -313,8 +320,8 @@ impl Metrics {
 /// One model version's metrics, with label values bound.
 #[derive(Debug)]
 pub struct ModelMetrics {
-    name: String,
-    version: String,
+    /// Its model's name and version and the host, shared with its log lines.
+    labels: Arc<ModelLabels>,
     ts_requests: IntCounter,
     ts_latency: prometheus::Counter,
     ts_queue: prometheus::Counter,
@@ -378,33 +385,14 @@ impl ModelMetrics {
         self.handler_time.set(handler_ms);
         self.prediction_time.set(worker_ms);
         if let Some(log) = &self.all.log {
-            let model =
-                [("model_name", self.name.as_str()), ("model_version", self.version.as_str())];
-            let host_level = [("Level", "Host")];
-            let dims = [("ModelName", self.name.as_str()), ("Level", "Model")];
-            let host = self.all.hostname.as_str();
-            let line =
-                |name, value| Line { name, unit: "ms", value, dims: &dims, host, request_id };
-            log.lines()
-                .frontend("ts_inference_requests_total", "Count", 1.0, &model, host)
-                .frontend(
-                    "ts_inference_latency_microseconds",
-                    "Microseconds",
-                    us(t.total),
-                    &model,
-                    host,
-                )
-                .frontend(
-                    "ts_queue_latency_microseconds",
-                    "Microseconds",
-                    us(t.queue),
-                    &model,
-                    host,
-                )
-                .frontend("QueueTime", "Milliseconds", queue_ms, &host_level, host)
-                .frontend("WorkerThreadTime", "Milliseconds", worker_ms, &host_level, host)
-                .model(&line("HandlerTime", handler_ms))
-                .model(&line("PredictionTime", worker_ms));
+            log.request(RequestLines {
+                labels: Arc::clone(&self.labels),
+                request_id: request_id.map(str::to_owned),
+                total: t.total,
+                queue: t.queue,
+                inference: t.inference,
+                handler: t.preprocess + t.inference + t.postprocess,
+            });
         }
     }
 
@@ -433,7 +421,7 @@ impl ModelMetrics {
     /// Removes this version's series (on unload) so they stop being reported.
     pub(crate) fn remove(&self) {
         let host = self.all.hostname.as_str();
-        let (n, v) = (self.name.as_str(), self.version.as_str());
+        let (n, v) = (self.labels.name.as_str(), self.labels.version.as_str());
         let all = &self.all;
         let _ = all.ts_requests.remove_label_values(&[n, v, host]);
         let _ = all.ts_latency.remove_label_values(&[n, v, host]);

@@ -11,8 +11,9 @@ use tracing::{info, warn};
 use crate::config::{EngineConfig, ModelOverrides};
 use crate::error::{EngineError, Result};
 use crate::handler::HandlerRegistry;
+use crate::hosted::Runtime;
 use crate::metrics::Metrics;
-use crate::model::{LoadSpec, ModelVersion};
+use crate::model::{LoadSpec, Loaders, ModelVersion};
 use crate::system::{SystemSampler, hostname};
 use oxserve_store::remote;
 
@@ -49,6 +50,8 @@ pub struct Registry {
     /// Engines in order of preference; `auto` picks the first.
     backends: Vec<Arc<dyn Backend>>,
     handlers: HandlerRegistry,
+    /// Worker runtimes for handlers that run in worker processes (Python).
+    runtimes: Vec<Arc<dyn Runtime>>,
     models: RwLock<BTreeMap<String, Entry>>,
     metrics: Arc<Metrics>,
     /// Host usage for the system gauges; sampled on scrape and by the periodic metric log.
@@ -77,7 +80,23 @@ impl Registry {
         metrics: Arc<Metrics>,
     ) -> Self {
         let system = Mutex::new(SystemSampler::new(&config.model_store));
-        Self { config, backends, handlers, models: RwLock::new(BTreeMap::new()), metrics, system }
+        Self {
+            config,
+            backends,
+            handlers,
+            runtimes: Vec::new(),
+            models: RwLock::new(BTreeMap::new()),
+            metrics,
+            system,
+        }
+    }
+
+    /// Adds a worker runtime: models whose handler it claims, or whose settings name it, run in
+    /// its worker processes.
+    #[must_use]
+    pub fn with_runtime(mut self, runtime: Arc<dyn Runtime>) -> Self {
+        self.runtimes.push(runtime);
+        self
     }
 
     /// The metrics every model records into.
@@ -196,7 +215,13 @@ impl Registry {
         };
         let this = Arc::clone(self);
         let version = tokio::task::spawn_blocking(move || {
-            ModelVersion::load(spec, &this.config, &this.backends, &this.handlers, &this.metrics)
+            let loaders = Loaders {
+                backends: &this.backends,
+                handlers: &this.handlers,
+                runtimes: &this.runtimes,
+                metrics: &this.metrics,
+            };
+            ModelVersion::load(spec, &this.config, loaders)
         })
         .await
         .map_err(|e| EngineError::Internal(format!("model loading task failed: {e}")))??;
@@ -229,8 +254,30 @@ impl Registry {
             max_batch_delay_ms = settings.max_batch_delay.as_millis(),
             "model registered"
         );
-        if request.synchronous && !version.wait_ready(workers, SYNC_WAIT).await {
-            warn!(model = version.name(), "workers not ready within {SYNC_WAIT:?}");
+        if request.synchronous {
+            match version.wait_started(workers, SYNC_WAIT).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(model = version.name(), "workers not ready within {SYNC_WAIT:?}")
+                }
+                // A hosted handler loads in its worker, so a handler that cannot load fails the
+                // registration as TorchServe's does (500, or 507 when out of memory), and the
+                // model is not kept.
+                Err(failure) if version.is_hosted() => {
+                    self.remove_failed(&version).await;
+                    return Err(EngineError::Handler {
+                        status: failure.status,
+                        message: format!(
+                            "model {} failed to load: {}",
+                            version.name(),
+                            failure.message
+                        ),
+                    });
+                }
+                Err(failure) => {
+                    warn!(model = version.name(), error = %failure, "workers cannot start");
+                }
+            }
         }
         Ok(version)
     }
@@ -320,6 +367,29 @@ impl Registry {
             .map_err(|e| EngineError::Internal(format!("unload task failed: {e}")))?;
         info!(model = removed.name(), version = removed.version(), "model unregistered");
         Ok(removed)
+    }
+
+    /// Takes a version whose workers could not start out of the registry again and unloads it.
+    async fn remove_failed(&self, version: &Arc<ModelVersion>) {
+        {
+            let mut models = self.write();
+            if let Some(entry) = models.get_mut(version.name()) {
+                if entry.versions.get(version.version()).is_some_and(|v| Arc::ptr_eq(v, version)) {
+                    entry.versions.remove(version.version());
+                }
+                if let Some(first) = entry.versions.keys().next() {
+                    if !entry.versions.contains_key(&entry.default_version) {
+                        entry.default_version = first.clone();
+                    }
+                } else {
+                    models.remove(version.name());
+                }
+            }
+        }
+        let unload = Arc::clone(version);
+        if let Err(e) = tokio::task::spawn_blocking(move || unload.shutdown()).await {
+            warn!(model = version.name(), error = %e, "unloading a model that failed to start failed");
+        }
     }
 
     /// Whether every model has its minimum workers ready (TorchServe's `/ping` rule).

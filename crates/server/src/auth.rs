@@ -274,11 +274,7 @@ pub(crate) async fn rotate(
             )));
         }
     };
-    let answer = keys.rotate(kind).map_err(|e| {
-        ApiError::from(oxserve_core::EngineError::Internal(format!(
-            "cannot write the key file: {e}"
-        )))
-    })?;
+    let answer = keys.rotate(kind).map_err(ApiError::internal)?;
     tracing::info!(kind = kind.name(), "key rotated");
     Ok(axum::Json(answer).into_response())
 }

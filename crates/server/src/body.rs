@@ -64,7 +64,7 @@ pub(crate) async fn read_limited(
     // Inflating megabytes takes milliseconds of CPU: off the async runtime.
     tokio::task::spawn_blocking(move || encoding.decode(bytes, limit))
         .await
-        .map_err(|e| ApiError::from(oxserve_core::EngineError::Internal(e.to_string())))?
+        .map_err(ApiError::internal)?
 }
 
 /// Most non-empty pieces (chunks of a chunked body, DATA frames of an HTTP/2 stream, reads of a

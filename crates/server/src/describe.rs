@@ -29,6 +29,17 @@ pub(crate) struct Description {
     intra_op_threads: Option<usize>,
     workers: Vec<WorkerDescription>,
     job_queue_status: JobQueueStatus,
+    /// What the handler's `describe_handle` answered, when asked (`?customized=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customized_metadata: Option<serde_json::Value>,
+}
+
+impl Description {
+    /// With the handler's own metadata.
+    pub(crate) fn with_customized(mut self, metadata: serde_json::Value) -> Self {
+        self.customized_metadata = Some(metadata);
+        self
+    }
 }
 
 /// One worker in describe output.
@@ -38,7 +49,8 @@ struct WorkerDescription {
     id: String,
     start_time: String,
     status: &'static str,
-    /// Resident memory of the server process: workers are threads, so they share it.
+    /// Resident memory of its process: the worker process's own, or the server's for workers
+    /// that are threads of the server (they share it).
     memory_usage: u64,
     pid: u32,
     /// Whether the worker runs on a GPU (after any fallback to the CPU).
@@ -59,14 +71,14 @@ struct JobQueueStatus {
 impl From<VersionStatus> for Description {
     fn from(v: VersionStatus) -> Self {
         let pid = std::process::id();
-        let memory = resident_memory_bytes();
+        let memory = resident_memory_bytes("self");
         let settings = v.settings;
         Self {
             model_name: v.name,
             model_version: v.version,
             model_url: v.url,
             engine: v.engine,
-            runtime: "oxserve",
+            runtime: if v.hosted { v.engine } else { "oxserve" },
             handler: v.handler,
             min_workers: settings.min_workers,
             max_workers: settings.max_workers,
@@ -87,8 +99,8 @@ impl From<VersionStatus> for Description {
                     start_time: chrono::DateTime::<chrono::Utc>::from(w.started_at)
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     status: w.status.as_str(),
-                    memory_usage: memory,
-                    pid,
+                    memory_usage: w.pid.map_or(memory, |p| resident_memory_bytes(&p.to_string())),
+                    pid: w.pid.unwrap_or(pid),
                     gpu: w.device.is_gpu(),
                     device: w.device.to_string(),
                     gpu_usage: "N/A",
@@ -98,6 +110,7 @@ impl From<VersionStatus> for Description {
                 remaining_capacity: v.capacity.saturating_sub(v.pending),
                 pending_requests: v.pending,
             },
+            customized_metadata: None,
         }
     }
 }
@@ -106,9 +119,10 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Resident memory of this process, from `/proc/self/statm` (0 where that is not available).
-fn resident_memory_bytes() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
+/// Resident memory of a process (`self` or a pid), from `/proc/<pid>/statm` (0 where that is not
+/// available).
+fn resident_memory_bytes(pid: &str) -> u64 {
+    let pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
         .unwrap_or(0);

@@ -1,10 +1,15 @@
-//! The one place engine errors become HTTP statuses and bodies, and gRPC status codes.
+//! The one place errors become HTTP statuses and bodies, and gRPC status codes.
 //!
+//! [`answer_for`] is the table: each engine error's HTTP status, gRPC code and TorchServe exception
+//! name side by side, so one error means the same thing on every API. Errors the server phrases
+//! itself (a bad header, a missing key) are given an HTTP status, and [`grpc_code`] gives its code.
 //! TorchServe's paths answer `{"code", "type", "message"}`; Open Inference Protocol paths answer
-//! `{"error"}`. Both use the same status table, and gRPC answers derive their code from that same
-//! HTTP status ([`grpc_code`]), so one engine error means the same thing on every API. Internal
-//! failures are logged here, once, with their detail; the client gets a short message without
-//! internals.
+//! `{"error"}`. The client gets a short message without internals; the error itself, with its
+//! sources, travels with the answer as a [`Failure`] (a response extension over HTTP, the status's
+//! source over gRPC) to the request's recording (`observe`), which counts it and logs it once.
+
+use std::fmt;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,6 +17,10 @@ use axum::response::{IntoResponse, Response};
 use oxserve_core::EngineError;
 use oxserve_store::archive::ArchiveError;
 use serde_json::json;
+use tonic::Code;
+
+/// What a client is told of a failure of the server's own; the details go to the log.
+const INTERNAL: &str = "internal error while serving the request; the server log has the details";
 
 /// Which body shape an error is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,17 +35,29 @@ pub(crate) enum Style {
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
+    /// The same failure's gRPC code.
+    pub(crate) grpc: Code,
     /// TorchServe's exception name for the `type` field.
     pub(crate) kind: &'static str,
     pub(crate) message: String,
     pub(crate) style: Style,
     /// Seconds a client should wait before retrying (overload).
     pub(crate) retry_after: Option<u32>,
+    /// The error behind it, sources kept, for the log.
+    pub(crate) source: Option<Source>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), style: Style::TorchServe, retry_after: None }
+        Self {
+            status,
+            grpc: grpc_code(status),
+            kind,
+            message: message.into(),
+            style: Style::TorchServe,
+            retry_after: None,
+            source: None,
+        }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -69,58 +90,140 @@ impl ApiError {
         )
     }
 
+    /// A failure of the server's own (a task that died, a file it cannot write): 500 with a short
+    /// message; `error` goes to the log.
+    pub(crate) fn internal(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let mut api =
+            Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerException", INTERNAL);
+        api.source = Some(Arc::new(error));
+        api
+    }
+
     /// Writes this error in the Open Inference Protocol's shape.
     pub(crate) fn v2(mut self) -> Self {
         self.style = Style::V2;
         self
     }
+
+    /// What the request's recording gets: the status, and the error behind it.
+    fn failure(&self) -> Failure {
+        Failure { status: self.status, error: self.source.clone() }
+    }
+}
+
+/// An error kept for the log, with its own sources.
+pub(crate) type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failed answer as the request's recording sees it: the HTTP status it is counted under, and the
+/// error behind it (with its sources) when there is one. Over gRPC it is the answer's
+/// `tonic::Status` source.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) status: StatusCode,
+    pub(crate) error: Option<Source>,
+}
+
+impl Failure {
+    /// Whether the failure is the server's own fault (a bug, a broken model), worth an error log;
+    /// overload, timeouts and the client's mistakes are not.
+    pub(crate) fn is_internal(&self) -> bool {
+        self.status.is_server_error()
+            && self.status != StatusCode::SERVICE_UNAVAILABLE
+            && self.status != StatusCode::GATEWAY_TIMEOUT
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            Some(e) => write!(f, "{}: {e}", self.status),
+            None => write!(f, "{}", self.status),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The table: how each engine error is answered on every API.
+///
+/// | error | HTTP | gRPC | TorchServe `type` |
+/// |---|---|---|---|
+/// | model or version not found, archive not in the store | 404 | NOT_FOUND | ModelNotFoundException, ModelVersionNotFoundException |
+/// | bad input or argument | 400 | INVALID_ARGUMENT | BadRequestException |
+/// | model that does not load, bad archive | 400 | INVALID_ARGUMENT | ModelLoadException, InvalidModelException |
+/// | overload (queue full, concurrency cap), unavailable | 503 | UNAVAILABLE | ServiceUnavailableException |
+/// | timeout | 504 | DEADLINE_EXCEEDED | RequestTimeoutException |
+/// | name and version already registered | 409 | ALREADY_EXISTS | ConflictStatusException |
+/// | anything else | 500 | INTERNAL | InternalServerException |
+pub(crate) fn answer_for(err: &EngineError) -> (StatusCode, Code, &'static str) {
+    use StatusCode as S;
+    match err {
+        EngineError::ModelNotFound(_) => (S::NOT_FOUND, Code::NotFound, "ModelNotFoundException"),
+        EngineError::VersionNotFound { .. } => {
+            (S::NOT_FOUND, Code::NotFound, "ModelVersionNotFoundException")
+        }
+        EngineError::InvalidInput(_) | EngineError::InvalidArgument(_) => {
+            (S::BAD_REQUEST, Code::InvalidArgument, "BadRequestException")
+        }
+        EngineError::Overloaded { .. }
+        | EngineError::TooManyRequests { .. }
+        | EngineError::Unavailable(_) => {
+            (S::SERVICE_UNAVAILABLE, Code::Unavailable, "ServiceUnavailableException")
+        }
+        EngineError::Timeout(_) => {
+            (S::GATEWAY_TIMEOUT, Code::DeadlineExceeded, "RequestTimeoutException")
+        }
+        EngineError::Conflict(_) => (S::CONFLICT, Code::AlreadyExists, "ConflictStatusException"),
+        EngineError::Load(_) => (S::BAD_REQUEST, Code::InvalidArgument, "ModelLoadException"),
+        EngineError::Archive(ArchiveError::NotFound(_)) => {
+            (S::NOT_FOUND, Code::NotFound, "ModelNotFoundException")
+        }
+        EngineError::Archive(_) => (S::BAD_REQUEST, Code::InvalidArgument, "InvalidModelException"),
+        // A worker process's handler chose the status (TorchServe answers it with this type).
+        EngineError::Handler { status, .. } => {
+            let status = S::from_u16(*status).unwrap_or(S::INTERNAL_SERVER_ERROR);
+            (status, grpc_code(status), "InternalServerException")
+        }
+        _ => (S::INTERNAL_SERVER_ERROR, Code::Internal, "InternalServerException"),
+    }
 }
 
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
-        use StatusCode as S;
-        let (status, kind) = match &err {
-            EngineError::ModelNotFound(_) => (S::NOT_FOUND, "ModelNotFoundException"),
-            EngineError::VersionNotFound { .. } => (S::NOT_FOUND, "ModelVersionNotFoundException"),
-            EngineError::InvalidInput(_) | EngineError::InvalidArgument(_) => {
-                (S::BAD_REQUEST, "BadRequestException")
-            }
-            EngineError::Overloaded { .. } | EngineError::TooManyRequests { .. } => {
-                (S::SERVICE_UNAVAILABLE, "ServiceUnavailableException")
-            }
-            EngineError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
-            EngineError::Timeout(_) => (S::GATEWAY_TIMEOUT, "RequestTimeoutException"),
-            EngineError::Conflict(_) => (S::CONFLICT, "ConflictStatusException"),
-            EngineError::Load(_) => (S::BAD_REQUEST, "ModelLoadException"),
-            EngineError::Archive(ArchiveError::NotFound(_)) => {
-                (S::NOT_FOUND, "ModelNotFoundException")
-            }
-            EngineError::Archive(_) => (S::BAD_REQUEST, "InvalidModelException"),
-            _ => (S::INTERNAL_SERVER_ERROR, "InternalServerException"),
-        };
-        let message = if status.is_server_error()
-            && status != S::SERVICE_UNAVAILABLE
-            && status != S::GATEWAY_TIMEOUT
-        {
-            tracing::error!(error = %err, "request failed with an internal error");
-            "internal error while serving the request; the server log has the details".to_owned()
-        } else {
-            err.to_string()
-        };
+        let (status, grpc, kind) = answer_for(&err);
         let retry_after =
             matches!(err, EngineError::Overloaded { .. } | EngineError::TooManyRequests { .. })
                 .then_some(1);
-        Self { status, kind, message, style: Style::TorchServe, retry_after }
+        let mut api = Self {
+            status,
+            grpc,
+            kind,
+            message: err.to_string(),
+            style: Style::TorchServe,
+            retry_after,
+            source: None,
+        };
+        // The server's own failures are not explained to clients; a handler's words are the
+        // model's, so they are (TorchServe shows them too).
+        if api.failure().is_internal() && !matches!(err, EngineError::Handler { .. }) {
+            api.message = INTERNAL.to_owned();
+        }
+        api.source = Some(Arc::new(err));
+        api
     }
 }
 
 /// The gRPC code of an HTTP status, for the statuses this server answers with.
 ///
-/// 413 is RESOURCE_EXHAUSTED (gRPC's code for a message over the size limit); 405, which here
+/// 413 is RESOURCE_EXHAUSTED (gRPC's code for a message over the size limit), and so is 507 (a
+/// worker out of memory); 405, which here
 /// only means "the model API is turned off", is FAILED_PRECONDITION (the server is not set up for
 /// the call); 409 (name and version already registered) is ALREADY_EXISTS.
-pub(crate) fn grpc_code(status: StatusCode) -> tonic::Code {
-    use tonic::Code;
+pub(crate) fn grpc_code(status: StatusCode) -> Code {
     match status.as_u16() {
         200..=299 => Code::Ok,
         400 => Code::InvalidArgument,
@@ -129,7 +232,7 @@ pub(crate) fn grpc_code(status: StatusCode) -> tonic::Code {
         404 => Code::NotFound,
         405 => Code::FailedPrecondition,
         409 => Code::AlreadyExists,
-        413 => Code::ResourceExhausted,
+        413 | 507 => Code::ResourceExhausted,
         429 | 503 => Code::Unavailable,
         504 => Code::DeadlineExceeded,
         501 => Code::Unimplemented,
@@ -137,11 +240,11 @@ pub(crate) fn grpc_code(status: StatusCode) -> tonic::Code {
     }
 }
 
-/// The HTTP status a gRPC code is counted and logged under (`Requests2XX/4XX/5XX`, the access
-/// log): the inverse of [`grpc_code`] for the codes this server sends, the usual reading for the
-/// others (a call the client cancelled is its own 499, as in nginx).
-pub(crate) fn http_status(code: tonic::Code) -> u16 {
-    use tonic::Code;
+/// The HTTP status a gRPC failure that did not come from an [`ApiError`] (tonic's own: a message
+/// that does not decode, an unknown method) is counted and logged under: the inverse of
+/// [`grpc_code`] for the codes this server sends, the usual reading for the others (a call the
+/// client cancelled is its own 499, as in nginx).
+pub(crate) fn http_status(code: Code) -> u16 {
     match code {
         Code::Ok => 200,
         Code::InvalidArgument | Code::OutOfRange => 400,
@@ -161,7 +264,9 @@ pub(crate) fn http_status(code: tonic::Code) -> u16 {
 
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
-        Self::new(grpc_code(err.status), err.message)
+        let mut status = Self::new(err.grpc, err.message.clone());
+        status.set_source(Arc::new(err.failure()));
+        status
     }
 }
 
@@ -178,7 +283,9 @@ impl IntoResponse for ApiError {
             }
             Style::V2 => json!({"error": self.message}),
         };
+        let failure = self.failure();
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(failure);
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -248,6 +355,42 @@ mod tests {
         assert_eq!(tonic::Status::from(ApiError::too_large(1)).code(), Code::ResourceExhausted);
         let internal = grpc_status(EngineError::Internal("secret path /x".into()));
         assert!(!internal.message().contains("secret"));
+    }
+
+    #[test]
+    fn every_error_s_grpc_code_matches_its_http_status() {
+        let errors = [
+            EngineError::ModelNotFound("m".into()),
+            EngineError::VersionNotFound { name: "m".into(), version: "2".into() },
+            EngineError::InvalidInput("x".into()),
+            EngineError::InvalidArgument("x".into()),
+            EngineError::Overloaded { model: "m".into(), capacity: 1 },
+            EngineError::TooManyRequests { model: "m".into(), limit: 1 },
+            EngineError::Unavailable("x".into()),
+            EngineError::Timeout(Duration::from_secs(1)),
+            EngineError::Conflict("c".into()),
+            EngineError::Load("l".into()),
+            EngineError::Archive(ArchiveError::NotFound("x".into())),
+            EngineError::Internal("boom".into()),
+        ];
+        for e in errors {
+            let (http, grpc, _) = answer_for(&e);
+            assert_eq!(grpc_code(http), grpc, "{e}");
+        }
+    }
+
+    #[test]
+    fn the_error_travels_to_the_recording_over_both_transports() {
+        let response =
+            ApiError::from(EngineError::Internal("secret path /x".into())).into_response();
+        let failure = response.extensions().get::<Failure>().expect("a failure extension");
+        assert!(failure.is_internal());
+        assert!(failure.to_string().contains("secret path /x"), "{failure}");
+        let status = tonic::Status::from(ApiError::from(EngineError::Timeout(Duration::ZERO)));
+        let source = std::error::Error::source(&status).expect("a source");
+        let failure = source.downcast_ref::<Failure>().expect("the failure");
+        assert_eq!((failure.status, failure.is_internal()), (StatusCode::GATEWAY_TIMEOUT, false));
+        assert!(failure.error.is_some());
     }
 
     #[test]

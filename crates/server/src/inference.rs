@@ -1,14 +1,16 @@
-//! TorchServe's inference API: `/ping` and `/predictions/{model}[/{version}]`.
+//! TorchServe's inference API: `/ping`, `/predictions/{model}[/{version}]` and
+//! `/explanations/{model}[/{version}]` (for handlers that run in worker processes, which explain).
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::body::{payload, read_limited};
 use crate::error::ApiError;
+use crate::hosted::Ask;
 use crate::{AppState, ModelPath};
 
 /// `GET /ping`: healthy only when every model has its minimum workers ready.
@@ -24,26 +26,51 @@ pub(crate) async fn ping(State(state): State<AppState>) -> Response {
 pub(crate) async fn predict(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(state, &path.model, path.version.as_deref(), headers, body).await
+    run(state, &path, Ask::Predict, &uri, headers, body).await
+}
+
+/// `POST /explanations/{model}[/{version}]`: the handler's `explain` path; only handlers that run
+/// in worker processes have one.
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run(state, &path, Ask::Explain, &uri, headers, body).await
 }
 
 async fn run(
     state: AppState,
-    model: &str,
-    version: Option<&str>,
+    path: &ModelPath,
+    ask: Ask,
+    uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = state.registry.get(model, version)?;
+    let version = state.registry.get(&path.model, path.version.as_deref())?;
+    if ask == Ask::Explain && !version.is_hosted() {
+        return Err(ApiError::bad_request(format!(
+            "model {} runs a built-in handler, which has no explanations",
+            version.name()
+        )));
+    }
     let options = crate::observe::options(&headers);
+    let id = options.request_id.clone().unwrap_or_default();
     // Admitted before the body is read: a refused request costs no read, and the bodies held at
     // once stay within what the model can queue.
     let ticket = version.admit(options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let payload = payload(&headers, bytes).await?;
+    if version.is_hosted() {
+        let request = crate::hosted::request(id, &headers, uri, payload, ask)?;
+        return crate::hosted::answer(ticket, request).await;
+    }
     let (prediction, timings) = ticket.predict(payload).await?;
     if prediction.body.len() > state.config.max_response_size {
         return Err(ApiError::new(

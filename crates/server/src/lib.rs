@@ -18,11 +18,14 @@ mod body;
 mod describe;
 mod error;
 pub mod grpc;
+mod hosted;
 mod inference;
 mod listen;
 mod management;
 mod metrics;
 mod observe;
+#[cfg(test)]
+mod router_tests;
 mod services;
 mod tensor_bytes;
 mod v2;
@@ -33,13 +36,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::HeaderName;
+use axum::http::{HeaderName, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use oxserve_core::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower_http::normalize_path::NormalizePath;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::info;
@@ -81,6 +85,9 @@ pub struct ServerConfig {
     pub body_read_timeout: std::time::Duration,
     /// HTTPS on every listener (`certificate_file` and `private_key_file`); `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// The name OIP server metadata gives (`server_name`): clients written for another server
+    /// sometimes check it.
+    pub server_name: String,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +107,7 @@ impl Default for ServerConfig {
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(60),
             tls: None,
+            server_name: "oxserve".into(),
         }
     }
 }
@@ -376,7 +384,12 @@ fn router(apis: &[Api], state: AppState) -> Router {
         });
     }
     let mut router = router
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(|uri: Uri| async move {
+            // Triton's clients decode OIP errors as `{"error": ...}`, also for unknown paths.
+            let path = uri.path();
+            let error = ApiError::not_found();
+            if path == "/v2" || path.starts_with("/v2/") { error.v2() } else { error }
+        })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() });
     // Scrapes of a metrics-only listener are not API traffic: they stay out of Requests2XX and the
     // access log, as in TorchServe.
@@ -386,14 +399,17 @@ fn router(apis: &[Api], state: AppState) -> Router {
             .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record));
     }
     let request_id = HeaderName::from_static(observe::REQUEST_ID);
-    router
+    let routed = router
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(observe::span)),
         )
-        .with_state(state)
+        .with_state(state);
+    // TorchServe ignores a trailing slash (`DELETE /models/m/?synchronous=true`); axum's routing
+    // does not, so the path is trimmed before routing.
+    Router::new().fallback_service(NormalizePath::trim_trailing_slash(routed))
 }
 
 fn inference_routes() -> Router<AppState> {
@@ -401,6 +417,8 @@ fn inference_routes() -> Router<AppState> {
         .route("/ping", get(inference::ping))
         .route("/predictions/{model}", post(inference::predict))
         .route("/predictions/{model}/{version}", post(inference::predict))
+        .route("/explanations/{model}", post(inference::explain))
+        .route("/explanations/{model}/{version}", post(inference::explain))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -439,7 +457,9 @@ pub mod fuzzing {
     pub fn binary_tensor(data: &[u8]) {
         let Some((&count, raw)) = data.split_first() else { return };
         for dtype in DType::ALL {
-            if let Ok(t) = crate::v2::raw_tensor("fuzz", dtype, vec![usize::from(count)], raw) {
+            if let Ok(t) =
+                crate::services::oip::raw_tensor("fuzz", dtype, vec![usize::from(count)], raw)
+            {
                 assert_eq!(t.data().len(), usize::from(count));
                 // Bytes, not values: NaN payloads must survive but never compare equal.
                 let encoded = crate::tensor_bytes::encode(t.data());

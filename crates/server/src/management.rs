@@ -87,12 +87,19 @@ pub(crate) async fn list(
     Ok(service::list(&state.registry, start, limit))
 }
 
-/// `GET /models/{m}[/{v}]`
+/// `GET /models/{m}[/{v}][?customized=true]`
 pub(crate) async fn describe(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
+    Query(params): Query<DescribeParams>,
 ) -> Result<Answer, ApiError> {
-    service::describe(&state, &path.model, path.version.as_deref())
+    let customized = params.customized.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("true"));
+    service::describe(&state, &path.model, path.version.as_deref(), customized).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DescribeParams {
+    customized: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,36 +7,29 @@
 //! request with `"parameters": {"binary_data_output": true}`; the answer then has the same header and
 //! layout. The byte layout is [`crate::tensor_bytes`]'s.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oxserve_backend::{DType, Tensor, TensorSpec};
+use oxserve_backend::{Tensor, TensorSpec};
+use oxserve_core::ModelVersion;
 use oxserve_core::codec::{FlatJson, tensor_from_shaped};
-use oxserve_core::{ModelVersion, RequestOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::body::read_limited;
 use crate::error::ApiError;
+use crate::services::oip::{EXTENSIONS, Inputs, PLATFORM, raw_tensor, requested_outputs};
 use crate::{AppState, ModelPath};
-
-/// The protocol extensions this server supports, as `GET /v2` and gRPC ServerMetadata list them.
-pub(crate) const EXTENSIONS: &[&str] = &["binary_tensor_data"];
-
-/// The platform name models report: every model oxserve serves runs an ONNX graph.
-pub(crate) const PLATFORM: &str = "onnx_onnxv1";
 
 /// The header giving the length of the JSON part of a body followed by raw tensors.
 pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// `GET /v2`
-pub(crate) async fn server_metadata() -> Json<Value> {
+pub(crate) async fn server_metadata(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
-        "name": "oxserve",
+        "name": state.config.server_name,
         "version": env!("CARGO_PKG_VERSION"),
         "extensions": EXTENSIONS
     }))
@@ -296,8 +289,7 @@ async fn run_infer(
     }
     let response =
         InferResponse { model_name: v.name(), model_version: v.version(), id: request.id, outputs };
-    let mut body = serde_json::to_vec(&response)
-        .map_err(|e| ApiError::from(oxserve_core::EngineError::Internal(e.to_string())))?;
+    let mut body = serde_json::to_vec(&response).map_err(ApiError::internal)?;
     let json_length = body.len();
     body.extend_from_slice(&raw);
     if body.len() > state.config.max_response_size {
@@ -318,12 +310,6 @@ async fn run_infer(
     }
     response.headers_mut().insert("server-timing", crate::observe::server_timing(&timings));
     Ok(response)
-}
-
-/// Shortens a request's deadline to `micros` (the OIP `timeout` parameter); never lengthens it.
-pub(crate) fn shorten(options: &mut RequestOptions, micros: u64) {
-    let asked = std::time::Duration::from_micros(micros);
-    options.timeout = Some(options.timeout.map_or(asked, |t| t.min(asked)));
 }
 
 /// Builds the model's inputs in signature order from the request's named tensors, taking the raw
@@ -383,104 +369,4 @@ fn tensors(
         )));
     }
     slots.finish()
-}
-
-/// A tensor from raw bytes (binary extension and gRPC `raw_input_contents`).
-pub(crate) fn raw_tensor(
-    name: &str,
-    dtype: DType,
-    shape: Vec<usize>,
-    bytes: &[u8],
-) -> Result<Tensor, ApiError> {
-    let count = oxserve_backend::element_count(&shape)
-        .ok_or_else(|| ApiError::bad_request(format!("input `{name}`: the shape is too large")))?;
-    let data = crate::tensor_bytes::decode(dtype, count, bytes)
-        .map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
-    Tensor::new(shape, data).map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))
-}
-
-/// A model's inputs being gathered from a request's named tensors, in signature order. REST and
-/// gRPC share it so both check names, datatypes and shapes the same way.
-pub(crate) struct Inputs<'a> {
-    v: &'a ModelVersion,
-    slots: Vec<Option<Tensor>>,
-}
-
-impl<'a> Inputs<'a> {
-    pub(crate) fn new(v: &'a ModelVersion) -> Self {
-        Self { v, slots: vec![None; v.signature().inputs.len()] }
-    }
-
-    /// Checks a named input against the signature: its slot, datatype and shape.
-    pub(crate) fn check(
-        &self,
-        name: &str,
-        datatype: &str,
-        shape: &[i64],
-    ) -> Result<(usize, DType, Vec<usize>), ApiError> {
-        let specs = &self.v.signature().inputs;
-        let (i, spec) = self.v.signature().input(name).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown input `{name}`; the model takes {}",
-                specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        let dtype = DType::from_oip_name(datatype).ok_or_else(|| {
-            ApiError::bad_request(format!("input `{name}`: unknown datatype `{datatype}`"))
-        })?;
-        if dtype != spec.dtype {
-            return Err(ApiError::bad_request(format!(
-                "input `{name}` has datatype {dtype} but the model expects {}",
-                spec.dtype
-            )));
-        }
-        let shape =
-            shape.iter().map(|&d| usize::try_from(d)).collect::<Result<Vec<usize>, _>>().map_err(
-                |_| {
-                    ApiError::bad_request(format!(
-                        "input `{name}`: shape {shape:?} has a negative dimension"
-                    ))
-                },
-            )?;
-        spec.check_shape(&shape)
-            .map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
-        Ok((i, dtype, shape))
-    }
-
-    /// Puts a checked input in its slot.
-    pub(crate) fn put(&mut self, index: usize, name: &str, tensor: Tensor) -> Result<(), ApiError> {
-        if self.slots[index].replace(tensor).is_some() {
-            return Err(ApiError::bad_request(format!("input `{name}` is given twice")));
-        }
-        Ok(())
-    }
-
-    /// Every input, in signature order; an error names the first one missing.
-    pub(crate) fn finish(self) -> Result<Vec<Tensor>, ApiError> {
-        self.slots
-            .into_iter()
-            .zip(&self.v.signature().inputs)
-            .map(|(slot, spec)| {
-                slot.ok_or_else(|| {
-                    ApiError::bad_request(format!("input `{}` is missing", spec.name))
-                })
-            })
-            .collect()
-    }
-}
-
-/// The outputs a request names, with a per-output value (the binary flag on REST), after checking
-/// that the model has them.
-pub(crate) fn requested_outputs<'a, T>(
-    v: &ModelVersion,
-    requested: impl IntoIterator<Item = (&'a str, T)>,
-) -> Result<HashMap<&'a str, T>, ApiError> {
-    let mut names = HashMap::new();
-    for (name, value) in requested {
-        if !v.signature().outputs.iter().any(|s| s.name == name) {
-            return Err(ApiError::bad_request(format!("unknown output `{name}`")));
-        }
-        names.insert(name, value);
-    }
-    Ok(names)
 }

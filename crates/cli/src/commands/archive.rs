@@ -29,9 +29,10 @@ struct ArchiveFlags {
     #[arg(short = 'v', long, default_value = archive::DEFAULT_VERSION)]
     version: String,
 
-    /// The model weights, e.g. model.onnx; stored at the archive root as `serializedFile`.
+    /// The model weights, e.g. model.onnx; stored at the archive root as `serializedFile`. May be
+    /// left out for a Python handler that needs none.
     #[arg(long)]
-    serialized_file: PathBuf,
+    serialized_file: Option<PathBuf>,
 
     /// Python model definition (for eager PyTorch models served by TorchServe); copied in.
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! `oxserve serve`: loads models and serves TorchServe's APIs and the Open Inference Protocol.
 
+use oxserve_python::PythonRuntime;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -92,6 +93,10 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     drain_timeout: Option<u64>,
 
+    /// The name Open Inference Protocol server metadata gives (`server_name`, default `oxserve`).
+    #[arg(long)]
+    server_name: Option<String>,
+
     /// Folder for ts_metrics.log, model_metrics.log and access_log.log (`log_location`; default `logs`).
     #[arg(long, env = "LOG_LOCATION")]
     log_dir: Option<PathBuf>,
@@ -169,6 +174,9 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     if let Some(secs) = args.drain_timeout {
         layers.set("drain_timeout", secs.to_string());
     }
+    if let Some(name) = &args.server_name {
+        layers.set("server_name", name.clone());
+    }
     if let Some(dir) = &args.log_dir {
         layers.set("log_location", dir.to_string_lossy());
     }
@@ -187,12 +195,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!(dir = %log.dir().display(), "writing ts_metrics.log, model_metrics.log and access_log.log");
     let metrics = Arc::new(Metrics::new(hostname(), Some(Arc::new(log))));
     let backends = backends(&settings.engine.default_engine, settings.onnxruntime_lib.clone())?;
-    let registry = Arc::new(Registry::with_metrics(
-        settings.engine.clone(),
-        backends,
-        oxserve_handlers::builtins(),
-        metrics,
-    ));
+    let registry = Arc::new(
+        Registry::with_metrics(
+            settings.engine.clone(),
+            backends,
+            oxserve_handlers::builtins(),
+            metrics,
+        )
+        .with_runtime(Arc::new(PythonRuntime::new(settings.python.clone()))),
+    );
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;

@@ -5,6 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn repo() -> &'static Path {
@@ -302,19 +304,28 @@ async fn sigterm_answers_every_accepted_request_then_exits_0() {
         &dir.path().join("logs"),
     );
     let client = reqwest::Client::new();
+    let done = Arc::new(AtomicUsize::new(0));
     // 40 requests of 2 rows each: about a second of work for the single worker.
     let tasks: Vec<_> = (0..40)
         .map(|_| {
             let (client, url) = (client.clone(), format!("{inference}/predictions/slow"));
+            let done = done.clone();
             tokio::spawn(async move {
-                client.post(url).body("[[1.0], [1.0]]").send().await.map(|r| r.status().as_u16())
+                let status = client.post(url).body("[[1.0], [1.0]]").send().await;
+                done.fetch_add(1, Ordering::SeqCst);
+                status.map(|r| r.status().as_u16())
             })
         })
         .collect();
-    // Wait until (nearly) all of them are queued, so every one was accepted, then ask the server to stop.
+    // Wait until (nearly) all of them are queued, then ask the server to stop. Requests the server
+    // had answered or queued by then were surely accepted; one still on the wire may be refused.
+    let mut accepted = 0;
     for _ in 0..1000 {
+        let answered = done.load(Ordering::SeqCst) as u64;
         let d: serde_json::Value = get_json(&client, format!("{management}/models/slow")).await;
-        if d[0]["jobQueueStatus"]["pendingRequests"].as_u64().unwrap() >= 36 {
+        let pending = d[0]["jobQueueStatus"]["pendingRequests"].as_u64().unwrap();
+        accepted = answered + pending;
+        if pending >= 36 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -325,12 +336,16 @@ async fn sigterm_answers_every_accepted_request_then_exits_0() {
     if let Ok(r) = client.get(format!("{inference}/ping")).send().await {
         assert_ne!(r.status(), 200, "ping must not say healthy while draining");
     }
-    let mut answered = 0;
+    let mut ok = 0;
     for t in tasks {
-        assert_eq!(t.await.unwrap().expect("an accepted request lost its connection"), 200);
-        answered += 1;
+        match t.await.unwrap() {
+            Ok(200) => ok += 1,
+            Ok(503) | Err(_) => {}
+            Ok(other) => panic!("a request was answered {other}"),
+        }
     }
-    assert_eq!(answered, 40);
+    assert!(accepted >= 20, "only {accepted} of 40 requests were queued before the signal");
+    assert!(ok >= accepted, "{ok} answered of {accepted} accepted before the signal");
     terminate(child);
 }
 
@@ -375,7 +390,7 @@ async fn engines_are_chosen_server_wide_and_per_model() {
         &dir.path().join("logs"),
     );
     let client = reqwest::Client::new();
-    for (model, engine) in [("tiny", "ort"), ("digits", "tract")] {
+    for (model, engine) in [("tiny", "onnxruntime"), ("digits", "tract")] {
         let d: serde_json::Value = get_json(&client, format!("{management}/models/{model}")).await;
         assert_eq!(d[0]["engine"], engine, "{model}");
     }

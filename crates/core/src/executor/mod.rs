@@ -22,9 +22,9 @@ pub(crate) mod native;
 mod pool;
 mod queue;
 
-pub(crate) use pool::WorkerPool;
+pub(crate) use pool::{Pool, WorkerPool};
 pub use pool::{WorkerInfo, WorkerStatus};
-pub(crate) use queue::JobQueue;
+pub(crate) use queue::{JobQueue, QueueView};
 
 /// Runs batches of one model version's requests. The pool calls it from worker threads, never from
 /// the async runtime, so it may block.
@@ -42,10 +42,45 @@ pub trait Executor: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// Why the worker cannot start; the pool retries with a growing pause and shows the reason in
     /// readiness and in the answers to requests that find no worker.
-    fn start(&self, device: Device) -> std::result::Result<(Self::Worker, Device), String>;
+    fn start(&self, device: Device) -> std::result::Result<(Self::Worker, Device), StartError>;
 
     /// Runs one batch (in arrival order) and answers every request in it, in the same order.
-    fn run(&self, worker: &mut Self::Worker, batch: Vec<Self::Input>) -> Ran<Self::Output>;
+    /// After `until` nobody waits for any of its answers (every request's deadline has passed): an
+    /// executor that can give up on a batch (kill a worker process) does so then, so the requests
+    /// queued behind it get a worker while their clients still wait.
+    fn run(
+        &self,
+        worker: &mut Self::Worker,
+        batch: Vec<Self::Input>,
+        until: Instant,
+    ) -> Ran<Self::Output>;
+
+    /// The process a worker runs in, when that is not the server (describe shows it).
+    fn pid(&self, _worker: &Self::Worker) -> Option<u32> {
+        None
+    }
+}
+
+/// Why a worker could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    /// The HTTP status a registration that waited for the worker answers with: TorchServe's 507
+    /// when loading ran out of memory, 500 for any other failure.
+    pub status: u16,
+    /// What went wrong; it reaches clients, so it names files relative to the model folder.
+    pub message: String,
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        Self { status: 500, message }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// What running one batch gave.

@@ -1,13 +1,20 @@
 //! The in-process executor: a worker owns one engine session; a batch's tensors are stacked along
 //! the batch axis, run once, and split back per request.
+//!
+//! A worker's session sits in a [`Slot`] that requests may also borrow while the worker waits for
+//! work ([`NativeExecutor::run_inline`]): for a model that runs in microseconds, waking a worker
+//! thread and then the request's task again costs more than the run itself.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use oxserve_backend::{BackendError, Device, LoadedModel, Session, Tensor};
 
-use super::{Executor, Ran};
+use super::{Executor, Ran, StartError};
 use crate::error::{EngineError, Result};
+use crate::placement::Placement;
 
 /// One request's model inputs, in signature order, each with this request's rows first.
 #[derive(Debug)]
@@ -23,28 +30,141 @@ pub(crate) struct NativeExecutor {
     model: Arc<dyn LoadedModel>,
     /// Whether the model has a dynamic batch axis; without one each request runs alone.
     batchable: bool,
+    /// The sessions of the workers that have one.
+    slots: Arc<RwLock<Vec<Arc<Slot>>>>,
+    /// What running one request alone costs, measured on every such run.
+    single: Placement,
+}
+
+/// One worker's session, shared with requests that run inline.
+struct Slot {
+    session: Mutex<Box<dyn Session>>,
+    device: Device,
+    /// Set when a run panicked: the session may be broken and is made afresh before its next run.
+    broken: AtomicBool,
+    /// Set while the worker has a batch and waits for its session: requests then leave it to the
+    /// worker, which would otherwise lose the lock to them again and again.
+    wanted: AtomicBool,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+/// A worker's hold on its slot; the slot stops being lent when the worker lets go of it.
+pub(crate) struct Held {
+    slot: Arc<Slot>,
+    slots: Arc<RwLock<Vec<Arc<Slot>>>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.slots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|s| !Arc::ptr_eq(s, &self.slot));
+    }
 }
 
 impl NativeExecutor {
     pub(crate) fn new(model: Arc<dyn LoadedModel>) -> Self {
         let batchable = model.signature().is_batchable();
-        Self { model, batchable }
+        Self { model, batchable, slots: Arc::default(), single: Placement::default() }
+    }
+
+    /// Runs one request on the session of a worker that is not using it, from the calling
+    /// thread, when running one request has been measured to take microseconds. Gives the request
+    /// back when that is not so or every session is busy: it then goes through the queue.
+    pub(crate) fn run_inline(
+        &self,
+        rows: Rows,
+    ) -> std::result::Result<(Result<Vec<Tensor>>, Duration), Rows> {
+        // At most 8 bytes an element: a large input may cost more than the runs measured so far.
+        let bytes = rows.inputs.iter().map(|t| t.data().len() * 8).sum();
+        if !self.single.cheap(bytes) {
+            return Err(rows);
+        }
+        // Held for the run: a worker that stops meanwhile waits that long to take its slot out.
+        let slots = self.slots.read().unwrap_or_else(PoisonError::into_inner);
+        let free = |slot: &Slot| {
+            !slot.wanted.load(Ordering::Acquire) && !slot.broken.load(Ordering::Acquire)
+        };
+        let idle = slots.iter().find_map(|slot| {
+            let session = slot.session.try_lock().ok()?;
+            free(slot).then_some((slot, session))
+        });
+        // Every session in use by another request's microseconds: waiting that long for one
+        // costs less than the two wake-ups of the queue. A session its worker wants is left to it.
+        let taken = idle.or_else(|| {
+            let slot = slots.iter().find(|s| free(s))?;
+            let session = slot.session.lock().ok()?;
+            free(slot).then_some((slot, session))
+        });
+        let Some((slot, mut session)) = taken else { return Err(rows) };
+        let started = Instant::now();
+        let answer = catch_unwind(AssertUnwindSafe(|| run_group(session.as_mut(), vec![rows])))
+            .map_or_else(
+                |_| {
+                    slot.broken.store(true, Ordering::Release);
+                    Err(EngineError::Internal(
+                        "the engine panicked while running this request".into(),
+                    ))
+                },
+                |mut answers| {
+                    answers
+                        .pop()
+                        .unwrap_or_else(|| Err(EngineError::Internal("request not run".into())))
+                },
+            );
+        let took = started.elapsed();
+        self.single.record(took);
+        Ok((answer, took))
     }
 }
 
 impl Executor for NativeExecutor {
     type Input = Rows;
     type Output = Vec<Tensor>;
-    type Worker = Box<dyn Session>;
+    type Worker = Held;
 
-    fn start(&self, device: Device) -> std::result::Result<(Self::Worker, Device), String> {
-        let session = self.model.new_session(device).map_err(|e| e.to_string())?;
+    fn start(&self, device: Device) -> std::result::Result<(Self::Worker, Device), StartError> {
+        let session =
+            self.model.new_session(device).map_err(|e| StartError::from(e.to_string()))?;
         let runs_on = session.device();
-        Ok((session, runs_on))
+        let slot = Arc::new(Slot {
+            session: Mutex::new(session),
+            device: runs_on,
+            broken: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
+        });
+        self.slots.write().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&slot));
+        Ok((Held { slot, slots: Arc::clone(&self.slots) }, runs_on))
     }
 
-    fn run(&self, session: &mut Self::Worker, batch: Vec<Rows>) -> Ran<Vec<Tensor>> {
+    /// An engine session cannot be stopped half-way, so `until` is not used.
+    fn run(&self, held: &mut Self::Worker, batch: Vec<Rows>, _until: Instant) -> Ran<Vec<Tensor>> {
         let started = Instant::now();
+        let n = batch.len();
+        held.slot.wanted.store(true, Ordering::Release);
+        let mut session = held.slot.session.lock().unwrap_or_else(PoisonError::into_inner);
+        held.slot.wanted.store(false, Ordering::Release);
+        if held.slot.broken.load(Ordering::Acquire) {
+            // A request that ran inline panicked in this session: make it afresh.
+            match self.model.new_session(held.slot.device) {
+                Ok(fresh) => {
+                    *session = fresh;
+                    held.slot.broken.store(false, Ordering::Release);
+                }
+                Err(e) => {
+                    drop(session);
+                    let message = format!("the engine's session could not be made afresh: {e}");
+                    let error = || EngineError::Internal(message.clone());
+                    return Ran::failed(n, &error, started.elapsed(), true);
+                }
+            }
+        }
         let mut answers: Vec<Option<Result<Vec<Tensor>>>> = batch.iter().map(|_| None).collect();
         for group in groups(batch, self.batchable) {
             let (slots, rows): (Vec<usize>, Vec<Rows>) = group.into_iter().unzip();
@@ -52,11 +172,16 @@ impl Executor for NativeExecutor {
                 answers[slot] = Some(answer);
             }
         }
+        drop(session);
         let answers = answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err(EngineError::Internal("request not run".into()))))
             .collect();
-        Ran { answers, took: started.elapsed(), restart: false }
+        let took = started.elapsed();
+        if n == 1 {
+            self.single.record(took);
+        }
+        Ran { answers, took, restart: false }
     }
 }
 
@@ -89,21 +214,20 @@ fn same_row_shape(a: &Rows, b: &Rows) -> bool {
             .all(|(x, y)| x.dtype() == y.dtype() && x.shape().get(1..) == y.shape().get(1..))
 }
 
-/// Stacks, runs and splits one group; one answer per request.
+/// Stacks, runs and splits one group; one answer per request. A failure fails every request of
+/// the group with the same error, its sources kept.
 fn run_group(session: &mut dyn Session, mut group: Vec<Rows>) -> Vec<Result<Vec<Tensor>>> {
     let n = group.len();
     let all = |e: EngineError| -> Vec<Result<Vec<Tensor>>> {
-        let message = e.to_string();
-        let invalid = matches!(e, EngineError::InvalidInput(_));
-        (0..n)
-            .map(|_| {
-                Err(if invalid {
-                    EngineError::InvalidInput(message.clone())
-                } else {
-                    EngineError::Internal(message.clone())
-                })
-            })
-            .collect()
+        let shared = match e {
+            EngineError::Backend(b) => b,
+            // A refusal of the input is the client's to fix (400), whoever noticed it.
+            EngineError::InvalidInput(m) => {
+                return (0..n).map(|_| Err(EngineError::InvalidInput(m.clone()))).collect();
+            }
+            other => Arc::new(BackendError::Output(other.to_string())),
+        };
+        (0..n).map(|_| Err(EngineError::Backend(Arc::clone(&shared)))).collect()
     };
     let counts: Vec<usize> = group.iter().map(|r| r.rows).collect();
     let inputs = if group.len() == 1 {
@@ -111,7 +235,7 @@ fn run_group(session: &mut dyn Session, mut group: Vec<Rows>) -> Vec<Result<Vec<
     } else {
         match stack(&group) {
             Ok(inputs) => inputs,
-            Err(e) => return all(EngineError::Internal(e.to_string())),
+            Err(e) => return all(e),
         }
     };
     let outputs = match session.run(inputs) {
@@ -119,11 +243,11 @@ fn run_group(session: &mut dyn Session, mut group: Vec<Rows>) -> Vec<Result<Vec<
         Err(e @ BackendError::InvalidInput { .. }) => {
             return all(EngineError::InvalidInput(e.to_string()));
         }
-        Err(e) => return all(EngineError::Internal(e.to_string())),
+        Err(e) => return all(e.into()),
     };
     match split(outputs, &counts) {
         Ok(parts) => parts.into_iter().map(Ok).collect(),
-        Err(e) => all(EngineError::Internal(e.to_string())),
+        Err(e) => all(e),
     }
 }
 

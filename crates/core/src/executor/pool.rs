@@ -5,16 +5,17 @@
 //! shows in `top` and in panic messages. Scaling down asks the newest workers to stop: each finishes
 //! the batch in hand and leaves the queue to the others, so no queued request is lost or failed.
 
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use oxserve_backend::Device;
 use tracing::{error, info, warn};
 
-use super::{Done, Executor, Job, JobQueue, Ran};
+use super::{Done, Executor, Job, JobQueue, Ran, StartError};
 use crate::config::worker_device;
 use crate::error::EngineError;
 use crate::metrics::ModelMetrics;
@@ -62,12 +63,14 @@ impl WorkerStatus {
 #[derive(Debug)]
 struct Shared {
     /// Why the session could not be created, while the worker is [`WorkerStatus::Failed`].
-    error: std::sync::Mutex<Option<String>>,
+    error: std::sync::Mutex<Option<StartError>>,
     status: AtomicU8,
     /// Set by the pool to ask the worker to exit after its current batch.
     stop: AtomicBool,
     /// The device the worker was assigned, replaced by the one its session really runs on.
     device: std::sync::Mutex<Device>,
+    /// The process running its batches when that is not the server (0: the server).
+    pid: AtomicU32,
 }
 
 impl Shared {
@@ -100,11 +103,13 @@ pub struct WorkerInfo {
     pub status: WorkerStatus,
     /// Where its session runs (after any CPU fallback), or where it was assigned before that.
     pub device: Device,
+    /// The worker process running its batches; `None` when that is the server itself.
+    pub pid: Option<u32>,
 }
 
 /// The worker threads of one model version.
 #[derive(Debug)]
-pub(crate) struct WorkerPool<E: Executor> {
+pub(crate) struct WorkerPool<E: Executor + ?Sized> {
     label: String,
     queue: Arc<JobQueue<E::Input, E::Output>>,
     executor: Arc<E>,
@@ -118,7 +123,7 @@ pub(crate) struct WorkerPool<E: Executor> {
     next_id: usize,
 }
 
-impl<E: Executor> WorkerPool<E> {
+impl<E: Executor + ?Sized> WorkerPool<E> {
     pub(crate) fn new(
         label: String,
         queue: Arc<JobQueue<E::Input, E::Output>>,
@@ -134,70 +139,6 @@ impl<E: Executor> WorkerPool<E> {
     #[cfg(test)]
     pub(crate) fn queue(&self) -> &Arc<JobQueue<E::Input, E::Output>> {
         &self.queue
-    }
-
-    /// Workers not asked to stop.
-    pub(crate) fn active(&self) -> usize {
-        self.workers.iter().filter(|w| !w.shared.stop.load(Ordering::Acquire)).count()
-    }
-
-    /// Active workers that are taking batches.
-    pub(crate) fn ready(&self) -> usize {
-        self.workers
-            .iter()
-            .filter(|w| {
-                !w.shared.stop.load(Ordering::Acquire) && w.shared.get() == WorkerStatus::Ready
-            })
-            .count()
-    }
-
-    /// When every active worker has failed to start: the last reason. Requests would wait for
-    /// nothing, so they are refused at once.
-    pub(crate) fn failure(&self) -> Option<String> {
-        let active: Vec<&Worker> =
-            self.workers.iter().filter(|w| !w.shared.stop.load(Ordering::Acquire)).collect();
-        if active.is_empty() || active.iter().any(|w| w.shared.get() != WorkerStatus::Failed) {
-            return None;
-        }
-        let error = active.iter().find_map(|w| {
-            w.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-        })?;
-        let hidden: Vec<&std::path::Path> =
-            self.hidden.iter().map(std::path::PathBuf::as_path).collect();
-        Some(crate::error::relative_message(error, &hidden))
-    }
-
-    pub(crate) fn infos(&self) -> Vec<WorkerInfo> {
-        self.workers
-            .iter()
-            .map(|w| WorkerInfo {
-                id: w.id.clone(),
-                started_at: w.started_at,
-                status: w.shared.get(),
-                device: *w.shared.device.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
-            })
-            .collect()
-    }
-
-    /// Starts or stops workers until `n` are active. Stopped workers are joined by a reaper thread so
-    /// the caller never waits for a batch in flight.
-    pub(crate) fn scale_to(&mut self, n: usize) {
-        self.reap();
-        while self.active() < n {
-            self.spawn();
-        }
-        let mut excess = self.active().saturating_sub(n);
-        for worker in self.workers.iter_mut().rev() {
-            if excess == 0 {
-                break;
-            }
-            if !worker.shared.stop.swap(true, Ordering::AcqRel) {
-                worker.shared.set(WorkerStatus::Stopping);
-                excess -= 1;
-            }
-        }
-        self.queue.wake_all();
-        self.reap();
     }
 
     /// Forgets workers asked to stop, joining them off this thread.
@@ -231,6 +172,7 @@ impl<E: Executor> WorkerPool<E> {
             stop: AtomicBool::new(false),
             error: std::sync::Mutex::new(None),
             device: std::sync::Mutex::new(device),
+            pid: AtomicU32::new(0),
         });
         let thread = {
             let (queue, executor, shared, id) = (
@@ -254,9 +196,89 @@ impl<E: Executor> WorkerPool<E> {
             Err(e) => error!(worker = %id, error = %e, "could not start a worker thread"),
         }
     }
+}
 
-    /// Asks every worker to stop after draining the queue, and waits for them (blocking).
-    pub(crate) fn shutdown(&mut self) {
+/// A worker pool seen without its request type: what readiness, scaling and describe need.
+pub(crate) trait Pool: Send + fmt::Debug {
+    /// Workers not asked to stop.
+    fn active(&self) -> usize;
+    /// Active workers that are taking batches.
+    fn ready(&self) -> usize;
+    /// When every active worker has failed to start: the last reason.
+    fn failure(&self) -> Option<StartError>;
+    /// Each worker's state, oldest first.
+    fn infos(&self) -> Vec<WorkerInfo>;
+    /// Starts or stops workers until `n` are active. Stopped workers are joined by a reaper
+    /// thread, so the caller never waits for a batch in flight.
+    fn scale_to(&mut self, n: usize);
+    /// Stops every worker after the queue drains, and waits for them (blocking).
+    fn shutdown(&mut self);
+}
+
+impl<E: Executor + ?Sized> Pool for WorkerPool<E> {
+    fn active(&self) -> usize {
+        self.workers.iter().filter(|w| !w.shared.stop.load(Ordering::Acquire)).count()
+    }
+
+    fn ready(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| {
+                !w.shared.stop.load(Ordering::Acquire) && w.shared.get() == WorkerStatus::Ready
+            })
+            .count()
+    }
+
+    fn failure(&self) -> Option<StartError> {
+        let active: Vec<&Worker> =
+            self.workers.iter().filter(|w| !w.shared.stop.load(Ordering::Acquire)).collect();
+        if active.is_empty() || active.iter().any(|w| w.shared.get() != WorkerStatus::Failed) {
+            return None;
+        }
+        let error = active.iter().find_map(|w| {
+            w.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        })?;
+        let hidden: Vec<&std::path::Path> =
+            self.hidden.iter().map(std::path::PathBuf::as_path).collect();
+        Some(StartError {
+            status: error.status,
+            message: crate::error::relative_message(error.message, &hidden),
+        })
+    }
+
+    fn infos(&self) -> Vec<WorkerInfo> {
+        self.workers
+            .iter()
+            .map(|w| WorkerInfo {
+                id: w.id.clone(),
+                started_at: w.started_at,
+                status: w.shared.get(),
+                device: *w.shared.device.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                pid: Some(w.shared.pid.load(Ordering::Acquire)).filter(|p| *p != 0),
+            })
+            .collect()
+    }
+
+    fn scale_to(&mut self, n: usize) {
+        self.reap();
+        while self.active() < n {
+            self.spawn();
+        }
+        let mut excess = self.active().saturating_sub(n);
+        for worker in self.workers.iter_mut().rev() {
+            if excess == 0 {
+                break;
+            }
+            if !worker.shared.stop.swap(true, Ordering::AcqRel) {
+                worker.shared.set(WorkerStatus::Stopping);
+                excess -= 1;
+            }
+        }
+        self.queue.wake_all();
+        self.reap();
+    }
+
+    fn shutdown(&mut self) {
         self.queue.close();
         for w in &mut self.workers {
             if let Some(t) = w.thread.take() {
@@ -270,7 +292,7 @@ impl<E: Executor> WorkerPool<E> {
 /// Longest pause between attempts to start a worker that keeps failing.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
-fn run_worker<E: Executor>(
+fn run_worker<E: Executor + ?Sized>(
     id: &str,
     device: Device,
     queue: &JobQueue<E::Input, E::Output>,
@@ -287,6 +309,7 @@ fn run_worker<E: Executor>(
                 Ok(Ok((started, runs_on))) => {
                     *shared.device.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                         runs_on;
+                    shared.pid.store(executor.pid(&started).unwrap_or(0), Ordering::Release);
                     worker = Some(started);
                     shared.set(WorkerStatus::Ready);
                     metrics.worker_loaded(id, loading.elapsed());
@@ -300,7 +323,7 @@ fn run_worker<E: Executor>(
                 failed => {
                     let e = match failed {
                         Ok(Err(e)) => e,
-                        _ => "the worker panicked while starting".to_owned(),
+                        _ => StartError::from("the worker panicked while starting".to_owned()),
                     };
                     *shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                         Some(e.clone());
@@ -322,6 +345,7 @@ fn run_worker<E: Executor>(
         if !healthy {
             // The worker's state may be broken (a panic, a dead process): start afresh.
             worker = None;
+            shared.pid.store(0, Ordering::Release);
             shared.set(WorkerStatus::Starting);
         }
     }
@@ -345,7 +369,7 @@ fn wait_before_retry<I, O>(queue: &JobQueue<I, O>, shared: &Shared, pause: Durat
 }
 
 /// Runs one batch and answers every request in it. Returns `false` when the worker must restart.
-fn run_batch<E: Executor>(
+fn run_batch<E: Executor + ?Sized>(
     executor: &E,
     worker: &mut E::Worker,
     jobs: Vec<Job<E::Input, E::Output>>,
@@ -358,8 +382,9 @@ fn run_batch<E: Executor>(
     }
     let n = jobs.len();
     let (inputs, waiting): (Vec<E::Input>, Vec<_>) =
-        jobs.into_iter().map(|j| (j.input, (j.arrived, j.reply, j.span))).unzip();
-    let ran = match catch_unwind(AssertUnwindSafe(|| executor.run(worker, inputs))) {
+        jobs.into_iter().map(|j| (j.input, (j.arrived, j.reply, j.span, j.deadline))).unzip();
+    let until = waiting.iter().map(|w| w.3).max().unwrap_or(started);
+    let ran = match catch_unwind(AssertUnwindSafe(|| executor.run(worker, inputs, until))) {
         Ok(ran) if ran.answers.len() == n => ran,
         Ok(ran) => {
             error!(
@@ -381,7 +406,7 @@ fn run_batch<E: Executor>(
             Ran::failed(n, &error, started.elapsed(), true)
         }
     };
-    for ((arrived, reply, span), answer) in waiting.into_iter().zip(ran.answers) {
+    for ((arrived, reply, span, _), answer) in waiting.into_iter().zip(ran.answers) {
         let answer = answer.map(|output| Done {
             output,
             queue_time: started.saturating_duration_since(arrived),
@@ -419,12 +444,17 @@ mod tests {
         type Output = (String, usize);
         type Worker = ();
 
-        fn start(&self, device: Device) -> std::result::Result<((), Device), String> {
+        fn start(&self, device: Device) -> std::result::Result<((), Device), StartError> {
             self.started.fetch_add(1, Ordering::SeqCst);
             Ok(((), device))
         }
 
-        fn run(&self, _worker: &mut (), batch: Vec<String>) -> Ran<(String, usize)> {
+        fn run(
+            &self,
+            _worker: &mut (),
+            batch: Vec<String>,
+            _until: Instant,
+        ) -> Ran<(String, usize)> {
             assert!(!batch.iter().any(|s| s == "panic"), "asked to panic");
             let n = batch.len();
             let answers = batch.into_iter().map(|s| Ok((s, n))).collect();

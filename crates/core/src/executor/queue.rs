@@ -21,6 +21,33 @@ struct State<I, O> {
     jobs: VecDeque<Job<I, O>>,
     /// Set when the model is being unloaded: no new jobs, workers drain what is queued and exit.
     closed: bool,
+    /// Workers waiting on the condition variable: a new job wakes one only when there is one
+    /// (a notify costs a system call even when nobody waits).
+    waiting: usize,
+}
+
+/// A queue seen without its request type: what describe and metrics need.
+pub(crate) trait QueueView: Send + Sync + std::fmt::Debug {
+    /// Requests waiting (not yet picked up by a worker).
+    fn len(&self) -> usize;
+    /// Most requests it holds.
+    fn capacity(&self) -> usize;
+    /// When its batches leave.
+    fn policy(&self) -> BatchPolicy;
+}
+
+impl<I: Send + std::fmt::Debug, O: Send + std::fmt::Debug> QueueView for JobQueue<I, O> {
+    fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn policy(&self) -> BatchPolicy {
+        self.policy
+    }
 }
 
 /// The queue of one model version.
@@ -36,25 +63,12 @@ pub(crate) struct JobQueue<I, O> {
 
 impl<I, O> JobQueue<I, O> {
     pub(crate) fn new(model: String, capacity: usize, policy: BatchPolicy) -> Self {
-        let state = State { jobs: VecDeque::new(), closed: false };
+        let state = State { jobs: VecDeque::new(), closed: false, waiting: 0 };
         Self { model, capacity, policy, state: Mutex::new(state), wakeup: Condvar::new() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<I, O>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    pub(crate) fn policy(&self) -> BatchPolicy {
-        self.policy
-    }
-
-    /// Requests waiting (not yet picked up by a worker).
-    pub(crate) fn len(&self) -> usize {
-        self.lock().jobs.len()
     }
 
     /// Queues a job, or refuses it at once when the queue is full or closed.
@@ -73,8 +87,11 @@ impl<I, O> JobQueue<I, O> {
             });
         }
         state.jobs.push_back(job);
+        let wake = state.waiting > 0;
         drop(state);
-        self.wakeup.notify_one();
+        if wake {
+            self.wakeup.notify_one();
+        }
         Ok(())
     }
 
@@ -95,22 +112,26 @@ impl<I, O> JobQueue<I, O> {
             match poll {
                 Poll::Ready(batch) => {
                     // Another worker may be able to take the next batch right away.
-                    if !state.jobs.is_empty() {
+                    if !state.jobs.is_empty() && state.waiting > 0 {
                         self.wakeup.notify_one();
                     }
                     return Some(batch);
                 }
                 Poll::WaitUntil(due) => {
                     let wait = due.saturating_duration_since(now);
+                    state.waiting += 1;
                     state = self
                         .wakeup
                         .wait_timeout(state, wait)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
+                    state.waiting -= 1;
                 }
                 Poll::Empty if state.closed => return None,
                 Poll::Empty => {
+                    state.waiting += 1;
                     state = self.wakeup.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    state.waiting -= 1;
                 }
             }
         }

@@ -1,21 +1,32 @@
-//! Loading a model version: unpack, settle its settings, pick its engine, load the model on the
-//! first worker's device, build its handler, queue and worker pool.
+//! Loading a model version: unpack, settle its settings, pick what runs it (an engine in the server,
+//! or a worker runtime such as Python for a handler that runs in worker processes), load the model
+//! on the first worker's device or prepare the runtime, build its queue and worker pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use oxserve_backend::{Backend, BackendError, ModelSource};
+use oxserve_backend::{Backend, BackendError, Device, ModelSource};
 use oxserve_store::archive::{UnpackedModel, unpack};
 
-use super::ModelVersion;
 use super::admission::Admissions;
+use super::{ModelVersion, Runner};
 use crate::batcher::BatchPolicy;
 use crate::config::{EngineConfig, ModelConfigFile, ModelOverrides, device_plan};
 use crate::error::{EngineError, Result};
 use crate::executor::native::NativeExecutor;
-use crate::executor::{JobQueue, WorkerPool};
+use crate::executor::{Executor, JobQueue, Pool, WorkerPool};
 use crate::handler::{HandlerContext, HandlerRegistry};
-use crate::metrics::Metrics;
+use crate::hosted::{HostedModel, Runtime};
+use crate::metrics::{Metrics, ModelMetrics};
+
+/// What loading draws on: engines (in order of preference), handlers, worker runtimes, metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loaders<'a> {
+    pub(crate) backends: &'a [Arc<dyn Backend>],
+    pub(crate) handlers: &'a HandlerRegistry,
+    pub(crate) runtimes: &'a [Arc<dyn Runtime>],
+    pub(crate) metrics: &'a Metrics,
+}
 
 /// What a model version needs to load, besides the engine's defaults.
 #[derive(Debug, Clone, Default)]
@@ -40,9 +51,7 @@ impl ModelVersion {
     pub(crate) fn load(
         spec: LoadSpec,
         config: &EngineConfig,
-        backends: &[Arc<dyn Backend>],
-        handlers: &HandlerRegistry,
-        metrics: &Metrics,
+        loaders: Loaders<'_>,
     ) -> Result<Self> {
         // The folders messages name files relative to: the model store (as given and canonical)
         // and where archives are unpacked; then the model's own folder.
@@ -55,7 +64,7 @@ impl ModelVersion {
         let files = unpack(&spec.path, &config.unpack_limits)
             .map_err(|e| EngineError::from(e).relative_to(&paths(&hidden)))?;
         hidden.push(files.dir.clone());
-        Self::load_unpacked(spec, files, hidden.clone(), config, backends, handlers, metrics)
+        Self::load_unpacked(spec, files, hidden.clone(), config, loaders)
             .map_err(|e| e.relative_to(&paths(&hidden)))
     }
 
@@ -66,9 +75,7 @@ impl ModelVersion {
         files: UnpackedModel,
         hidden: Vec<PathBuf>,
         config: &EngineConfig,
-        backends: &[Arc<dyn Backend>],
-        handlers: &HandlerRegistry,
-        metrics: &Metrics,
+        loaders: Loaders<'_>,
     ) -> Result<Self> {
         let manifest = files.manifest.clone();
         let name = spec.name.clone().unwrap_or_else(|| manifest.model.model_name.clone());
@@ -91,83 +98,187 @@ impl ModelVersion {
         overrides.merge(&model_config.overrides);
         overrides.merge(&spec.overrides);
         let settings = overrides.resolve(config).map_err(EngineError::InvalidArgument)?;
-        let wanted = overrides.engine.as_deref().unwrap_or(&config.default_engine);
-        let backend = pick_backend(backends, wanted)?;
         let devices = device_plan(settings.device_type, &settings.device_ids, config.number_of_gpu)
             .map_err(|e| EngineError::InvalidArgument(format!("model {name}: {e}")))?;
-        let model_path = files.serialized_file().ok_or_else(|| {
-            EngineError::Load(format!("the archive of model {name} names no serialized model file"))
-        })?;
-        check_is_onnx(&model_path)?;
-        let intra_threads = overrides.intra_op_threads.or(config.default_intra_op_threads);
-        // Loaded on the first worker's device, so that a GPU that cannot be used (with
-        // `gpu_fallback=error`) or an engine without GPUs fails the registration, not just workers.
-        let model = backend
-            .load(&ModelSource {
-                path: model_path,
-                intra_threads,
-                device: devices[0],
-                gpu_fallback: config.gpu_fallback,
-                tensorrt_fp16: overrides.tensorrt_fp16.unwrap_or(config.tensorrt_fp16),
-            })
-            .map_err(|e| match e {
-                // A model that does not load is the client's to fix (TorchServe's ModelLoadException,
-                // a 400 with the reason), not an internal error.
-                BackendError::Load { .. } => EngineError::Load(format!("model {name}: {e}")),
-                other => other.into(),
-            })?;
-        tracing::info!(model = %name, version = %version, engine = backend.name(), asked = wanted, "engine chosen");
-        let handler_name = manifest.model.handler.clone().unwrap_or_default();
-        let handler = handlers.create(
-            Some(&handler_name),
-            &HandlerContext {
-                model_name: &name,
-                model_dir: &files.dir,
-                manifest: &manifest,
-                signature: model.signature(),
-                config: &model_config.handler_config,
-            },
-        )?;
-        let label = format!("{name}_{version}");
-        let policy = BatchPolicy {
-            batch_size: settings.batch_size,
-            max_batch_delay: settings.max_batch_delay,
+        let hosted = HostedModel {
+            name: &name,
+            version: &version,
+            dir: &files.dir,
+            manifest: &manifest,
+            settings: &settings,
+            metric_log: loaders.metrics.log(),
         };
-        let queue = Arc::new(JobQueue::new(name.clone(), settings.job_queue_size, policy));
-        let metrics = Arc::new(metrics.for_model(&name, &version));
-        let pool = WorkerPool::new(
-            label,
-            Arc::clone(&queue),
-            Arc::new(NativeExecutor::new(Arc::clone(&model))),
-            Arc::clone(&metrics),
-            devices,
+        let metrics = Arc::new(loaders.metrics.for_model(&name, &version));
+        let workers = Workers {
+            label: format!("{name}_{version}"),
+            model: name.clone(),
+            capacity: settings.job_queue_size,
+            policy: BatchPolicy {
+                batch_size: settings.batch_size,
+                max_batch_delay: settings.max_batch_delay,
+            },
+            metrics: Arc::clone(&metrics),
+            devices: devices.clone(),
             hidden,
-        );
+        };
+        let chosen = match pick_runtime(loaders.runtimes, overrides.runtime.as_deref(), &hosted)? {
+            Some(runtime) => {
+                let executor = runtime.prepare(&hosted)?;
+                tracing::info!(model = %name, version = %version, runtime = runtime.name(), "worker runtime chosen");
+                let (queue, pool) = workers.build(executor);
+                Chosen {
+                    engine: runtime.name(),
+                    handler_name: manifest.model.handler.clone().unwrap_or_default(),
+                    intra_op_threads: None,
+                    runner: Runner::Hosted { queue },
+                    pool,
+                }
+            }
+            None => {
+                let wanted = overrides.engine.as_deref().unwrap_or(&config.default_engine);
+                let backend = pick_backend(loaders.backends, wanted)?;
+                let model_path = files.serialized_file().ok_or_else(|| {
+                    EngineError::Load(format!(
+                        "the archive of model {name} names no serialized model file"
+                    ))
+                })?;
+                check_is_onnx(&model_path)?;
+                let intra_threads = overrides.intra_op_threads.or(config.default_intra_op_threads);
+                // Loaded on the first worker's device, so that a GPU that cannot be used (with
+                // `gpu_fallback=error`) or an engine without GPUs fails the registration, not
+                // just workers.
+                let model = backend
+                    .load(&ModelSource {
+                        path: model_path,
+                        intra_threads,
+                        device: devices[0],
+                        gpu_fallback: config.gpu_fallback,
+                        tensorrt_fp16: overrides.tensorrt_fp16.unwrap_or(config.tensorrt_fp16),
+                    })
+                    .map_err(|e| match e {
+                        // A model that does not load is the client's to fix (TorchServe's
+                        // ModelLoadException, a 400 with the reason), not an internal error.
+                        BackendError::Load { .. } => {
+                            EngineError::Load(format!("model {name}: {e}"))
+                        }
+                        other => other.into(),
+                    })?;
+                tracing::info!(model = %name, version = %version, engine = backend.name(), asked = wanted, "engine chosen");
+                let handler_name = manifest.model.handler.clone().unwrap_or_default();
+                let handler = loaders.handlers.create(
+                    Some(&handler_name),
+                    &HandlerContext {
+                        model_name: &name,
+                        model_dir: &files.dir,
+                        manifest: &manifest,
+                        signature: model.signature(),
+                        config: &model_config.handler_config,
+                    },
+                )?;
+                let executor = Arc::new(NativeExecutor::new(Arc::clone(&model)));
+                let (queue, pool) = workers.build(Arc::clone(&executor));
+                Chosen {
+                    engine: backend.name(),
+                    handler_name: if handler_name.is_empty() {
+                        "tensor".into()
+                    } else {
+                        handler_name
+                    },
+                    intra_op_threads: intra_threads,
+                    runner: Runner::Native {
+                        model,
+                        handler,
+                        queue,
+                        executor,
+                        stages: Default::default(),
+                    },
+                    pool,
+                }
+            }
+        };
         Ok(Self {
             name,
             version,
             url: spec.url,
-            engine: backend.name(),
-            handler_name: if handler_name.is_empty() { "tensor".into() } else { handler_name },
-            loaded_at_startup: spec.loaded_at_startup,
-            intra_op_threads: intra_threads,
+            engine: chosen.engine,
+            handler_name: chosen.handler_name,
+            intra_op_threads: chosen.intra_op_threads,
             admission: Admissions::new(
                 overrides.max_concurrent_requests.filter(|n| *n > 0),
                 settings.job_queue_size + settings.max_workers * settings.batch_size,
             ),
-            model,
-            handler,
+            loaded_at_startup: spec.loaded_at_startup,
+            runner: chosen.runner,
             settings: Mutex::new(settings),
-            queue,
-            pool: Mutex::new(pool),
+            pool: Mutex::new(chosen.pool),
             metrics,
             _files: files,
         })
     }
 }
 
-/// The engine a model asked for: `auto` takes the first (preferred) one; `onnxruntime` is also
-/// accepted as the ONNX Runtime engine's short name `ort`.
+/// What runs a version: its engine or worker runtime, the handler it reports, and its workers.
+struct Chosen {
+    engine: &'static str,
+    handler_name: String,
+    intra_op_threads: Option<usize>,
+    runner: Runner,
+    pool: Box<dyn Pool>,
+}
+
+/// The queue of requests an executor runs.
+type QueueOf<E> = Arc<JobQueue<<E as Executor>::Input, <E as Executor>::Output>>;
+
+/// What a version's queue and worker pool are made of, whatever executor runs its batches.
+struct Workers {
+    label: String,
+    model: String,
+    capacity: usize,
+    policy: BatchPolicy,
+    metrics: Arc<ModelMetrics>,
+    devices: Vec<Device>,
+    hidden: Vec<PathBuf>,
+}
+
+impl Workers {
+    /// The queue and the (not yet started) pool of workers running `executor`.
+    fn build<E: Executor + ?Sized>(self, executor: Arc<E>) -> (QueueOf<E>, Box<dyn Pool>) {
+        let queue = Arc::new(JobQueue::new(self.model, self.capacity, self.policy));
+        let pool = WorkerPool::new(
+            self.label,
+            Arc::clone(&queue),
+            executor,
+            self.metrics,
+            self.devices,
+            self.hidden,
+        );
+        (queue, Box::new(pool))
+    }
+}
+
+/// The worker runtime that runs a model, or `None` for the server itself (`native`): the one the
+/// settings name, else the first that claims the model's handler.
+fn pick_runtime<'a>(
+    runtimes: &'a [Arc<dyn Runtime>],
+    wanted: Option<&str>,
+    model: &HostedModel<'_>,
+) -> Result<Option<&'a dyn Runtime>> {
+    match wanted.map(|w| w.trim().to_ascii_lowercase()) {
+        Some(w) if w == "native" => Ok(None),
+        Some(w) => runtimes.iter().find(|r| r.name() == w).map(|r| Some(&**r)).ok_or_else(|| {
+            let mut available = vec!["native"];
+            available.extend(runtimes.iter().map(|r| r.name()));
+            EngineError::InvalidArgument(format!(
+                "runtime `{w}` is not available in this server (available: {})",
+                available.join(", ")
+            ))
+        }),
+        None => Ok(runtimes.iter().find(|r| r.claims(model)).map(|r| &**r)),
+    }
+}
+
+/// The engine a model asked for: `auto` takes the first (preferred) one; ONNX Runtime is
+/// `onnxruntime` (the name flags, settings and describe use) or its short name `ort`.
 fn pick_backend<'a>(backends: &'a [Arc<dyn Backend>], wanted: &str) -> Result<&'a dyn Backend> {
     let wanted = wanted.trim().to_ascii_lowercase();
     let found = if wanted == "auto" {
@@ -175,7 +286,7 @@ fn pick_backend<'a>(backends: &'a [Arc<dyn Backend>], wanted: &str) -> Result<&'
     } else {
         backends
             .iter()
-            .find(|b| b.name() == wanted || (wanted == "onnxruntime" && b.name() == "ort"))
+            .find(|b| b.name() == wanted || (wanted == "ort" && b.name() == "onnxruntime"))
     };
     found.map(|b| &**b).ok_or_else(|| {
         let available: Vec<&str> = backends.iter().map(|b| b.name()).collect();

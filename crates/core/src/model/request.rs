@@ -1,17 +1,19 @@
-//! The request path, once admitted: tensors into the queue and back ([`Ticket::infer`]), or a
-//! handler around that ([`Ticket::predict`]: preprocess, queue, postprocess). Each protocol's codec
-//! ends where one of these two begins.
+//! The request path, once admitted: tensors into the queue and back ([`Ticket::infer`]), a
+//! handler around that ([`Ticket::predict`]: preprocess, queue, postprocess), or, for a hosted
+//! model, the raw request to its worker process and the handler's answer back
+//! ([`Ticket::forward`]). Each protocol's codec ends where one of these begins.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxserve_backend::Tensor;
 
-use super::{ModelVersion, Ticket, lock};
+use super::{ModelVersion, Runner, Ticket, lock};
 use crate::error::{EngineError, Result};
-use crate::executor::Done;
 use crate::executor::native::Rows;
+use crate::executor::{Done, JobQueue, QueueView};
 use crate::handler::{Payload, Prediction};
+use crate::hosted::{HostedAnswer, HostedRequest};
 use crate::metrics::{ModelMetrics, Outcome, RequestTimings};
 
 /// Per-request options.
@@ -62,6 +64,42 @@ impl Ticket {
     }
 }
 
+impl Ticket {
+    /// Sends a raw request to a hosted model's handler, through the queue and a worker process.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] for a model that runs in the server,
+    /// [`EngineError::Handler`] when the handler failed the request's batch, and as
+    /// [`Self::infer`].
+    pub async fn forward(self, request: HostedRequest) -> Result<(HostedAnswer, RequestTimings)> {
+        let v = &self.version;
+        let mut record = Recorder::new(&v.metrics, self.options.request_id.as_deref());
+        let result = match &v.runner {
+            Runner::Hosted { queue } => v.enqueue(queue, request, &self.options).await,
+            Runner::Native { .. } => Err(EngineError::InvalidArgument(format!(
+                "model {} runs in the server and takes tensors or predictions, not raw requests",
+                v.name
+            ))),
+        };
+        match result {
+            Ok(done) => {
+                let timings = RequestTimings {
+                    queue: done.queue_time,
+                    inference: done.inference_time,
+                    total: record.started.elapsed(),
+                    ..RequestTimings::default()
+                };
+                record.answered(timings);
+                Ok((done.output, timings))
+            }
+            Err(e) => {
+                record.failed(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
 impl ModelVersion {
     /// [`Self::admit`] then [`Ticket::infer`], for callers that hold the tensors already.
     ///
@@ -92,7 +130,46 @@ impl ModelVersion {
         inputs: Vec<Tensor>,
         options: &RequestOptions,
     ) -> Result<Done<Vec<Tensor>>> {
+        let Runner::Native { queue, executor, .. } = &self.runner else {
+            return Err(self.hosted_only());
+        };
         let rows = self.check_inputs(&inputs)?;
+        let mut request = Rows { inputs, rows };
+        // A request that would leave alone at once anyway may skip the queue (see
+        // `NativeExecutor::run_inline`); one behind others waits its turn.
+        if queue.policy().sends_lone_request_at_once() && queue.len() == 0 {
+            match executor.run_inline(request) {
+                Ok((answer, took)) => {
+                    self.metrics.record_batch(1);
+                    return answer.map(|output| Done {
+                        output,
+                        queue_time: Duration::ZERO,
+                        inference_time: took,
+                        batch_size: 1,
+                    });
+                }
+                Err(back) => request = back,
+            }
+        }
+        self.enqueue(queue, request, options).await
+    }
+
+    /// What a hosted model answers a request for tensors or an in-server handler.
+    fn hosted_only(&self) -> EngineError {
+        EngineError::InvalidArgument(format!(
+            "model {} runs its {} handler in worker processes: send it predictions \
+             (POST /predictions/{}), not tensors",
+            self.name, self.engine, self.name
+        ))
+    }
+
+    /// Queues one request and waits for its answer until the deadline.
+    async fn enqueue<I, O>(
+        &self,
+        queue: &JobQueue<I, O>,
+        input: I,
+        options: &RequestOptions,
+    ) -> Result<Done<O>> {
         {
             let pool = self.pool();
             if pool.active() == 0 {
@@ -103,8 +180,8 @@ impl ModelVersion {
             }
             if let Some(error) = pool.failure() {
                 return Err(EngineError::Unavailable(format!(
-                    "model {} cannot run: {error}",
-                    self.name
+                    "model {} cannot run: {}",
+                    self.name, error.message
                 )));
             }
         }
@@ -116,8 +193,7 @@ impl ModelVersion {
         let deadline = arrived + limit;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        let input = Rows { inputs, rows };
-        self.queue.submit(crate::executor::Job { input, arrived, deadline, reply, span })?;
+        queue.submit(crate::executor::Job { input, arrived, deadline, reply, span })?;
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(EngineError::Internal("the worker dropped the request".into())),
@@ -125,21 +201,28 @@ impl ModelVersion {
         }
     }
 
+    /// Handler work runs inline or on the blocking pool, as its measured cost says ([`Placement`](crate::placement::Placement)).
     async fn run_handler(
         &self,
         payload: Payload,
         options: &RequestOptions,
     ) -> Result<(Prediction, RequestTimings)> {
+        let Runner::Native { handler, stages: [pre, post], .. } = &self.runner else {
+            return Err(self.hosted_only());
+        };
+        let handler = Arc::clone(handler);
         let started = Instant::now();
-        let handler = Arc::clone(&self.handler);
-        let prepared = offload(move || handler.preprocess(&payload)).await?;
+        let prepare = Arc::clone(&handler);
+        let bytes = payload.parts.iter().map(|p| p.body.len()).sum();
+        let prepared = pre.run(bytes, move || prepare.preprocess(&payload)).await?;
         let preprocess = started.elapsed();
         let done = self.submit(prepared.inputs, options).await?;
-        let handler = Arc::clone(&self.handler);
         let context = prepared.context;
         let post_started = Instant::now();
         let outputs = done.output;
-        let prediction = offload(move || handler.postprocess(outputs, context)).await?;
+        // At most 8 bytes an element.
+        let bytes = outputs.iter().map(|t| t.data().len() * 8).sum();
+        let prediction = post.run(bytes, move || handler.postprocess(outputs, context)).await?;
         let timings = RequestTimings {
             queue: done.queue_time,
             preprocess,
@@ -215,11 +298,4 @@ impl Drop for Recorder<'_> {
             self.metrics.record(Outcome::Cancelled, None, self.request_id);
         }
     }
-}
-
-/// Runs CPU work on tokio's blocking pool.
-async fn offload<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Internal(format!("handler task failed: {e}")))?
 }

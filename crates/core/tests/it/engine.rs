@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxserve_backend::{
@@ -21,6 +21,8 @@ use oxserve_core::{EngineError, ModelVersion, RegisterRequest, Registry, Request
 struct Counting {
     rows: Arc<AtomicUsize>,
     runs: Arc<AtomicUsize>,
+    /// The name of the thread each run ran on.
+    threads: Arc<Mutex<Vec<String>>>,
     /// Sessions cannot be created (a model whose workers keep failing).
     broken_sessions: bool,
 }
@@ -30,6 +32,7 @@ struct CountingModel {
     inner: Arc<dyn LoadedModel>,
     rows: Arc<AtomicUsize>,
     runs: Arc<AtomicUsize>,
+    threads: Arc<Mutex<Vec<String>>>,
     broken_sessions: bool,
 }
 
@@ -37,6 +40,7 @@ struct CountingSession {
     inner: Box<dyn Session>,
     rows: Arc<AtomicUsize>,
     runs: Arc<AtomicUsize>,
+    threads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Backend for Counting {
@@ -48,6 +52,7 @@ impl Backend for Counting {
             inner: TractBackend.load(source)?,
             rows: Arc::clone(&self.rows),
             runs: Arc::clone(&self.runs),
+            threads: Arc::clone(&self.threads),
             broken_sessions: self.broken_sessions,
         }))
     }
@@ -65,12 +70,15 @@ impl LoadedModel for CountingModel {
             inner: self.inner.new_session(device)?,
             rows: Arc::clone(&self.rows),
             runs: Arc::clone(&self.runs),
+            threads: Arc::clone(&self.threads),
         }))
     }
 }
 
 impl Session for CountingSession {
     fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        let thread = std::thread::current().name().unwrap_or_default().to_owned();
+        self.threads.lock().unwrap().push(thread);
         if let TensorData::F32(v) = inputs[0].data() {
             assert!(v.first() != Some(&-1.0), "poisoned input: the engine crashes on it");
         }
@@ -393,5 +401,72 @@ async fn a_ticket_holds_its_place_until_it_is_used_or_dropped() {
     assert_eq!(out.output[0].shape(), &[1, 10]);
     // Used up: the place is free again.
     assert!(v.admit(RequestOptions::default()).is_ok());
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
+}
+
+/// Where each of `n` requests, sent one after another, ran: `true` on a worker thread.
+async fn on_workers(
+    v: &Arc<ModelVersion>,
+    threads: &Mutex<Vec<String>>,
+    n: usize,
+    width: usize,
+) -> Vec<bool> {
+    for _ in 0..n {
+        v.infer(rows_of(1, 1.0, width), &RequestOptions::default()).await.unwrap();
+    }
+    let threads = std::mem::take(&mut *threads.lock().unwrap());
+    threads.iter().map(|t| t.starts_with("W-")).collect()
+}
+
+/// Sends requests one after another until three in a row ran inline (on the calling thread);
+/// returns where each ran. The choice rests on measured times, which a loaded test machine
+/// inflates now and then, hence the generous bound.
+async fn until_inline(v: &Arc<ModelVersion>, threads: &Mutex<Vec<String>>) -> Vec<bool> {
+    let mut ran = Vec::new();
+    while ran.len() < 2000 && !ran.ends_with(&[false, false, false]) {
+        ran.extend(on_workers(v, threads, 1, 64).await);
+    }
+    ran
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_microsecond_model_runs_alone_requests_inline_a_slow_one_never() {
+    let backend = Counting::default();
+    let threads = Arc::clone(&backend.threads);
+    let registry = Arc::new(Registry::new(
+        EngineConfig::default(),
+        Arc::new(backend),
+        oxserve_handlers::builtins(),
+    ));
+    let register = |path: &str, name: &str| {
+        let request = RegisterRequest {
+            model_name: Some(name.into()),
+            overrides: ModelOverrides { batch_size: Some(1), ..Default::default() },
+            synchronous: true,
+            ..Default::default()
+        };
+        registry.register_path(fixture(path), request)
+    };
+    let tiny = register("examples/models/tiny.onnx", "tiny").await.unwrap();
+    // The first run is measured on the worker; once known to take microseconds, requests that
+    // find the queue empty run on the calling thread.
+    let ran = until_inline(&tiny, &threads).await;
+    assert!(ran[0], "an unmeasured model runs on its worker");
+    assert!(ran.ends_with(&[false, false, false]), "{} requests, none inline", ran.len());
+
+    // A panic in an inline run costs that request only: the worker makes the session afresh.
+    let poisoned = vec![Tensor::new(vec![1, 64], TensorData::F32(vec![-1.0; 64])).unwrap()];
+    let err = tiny.infer(poisoned, &RequestOptions::default()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Internal(_)), "{err:?}");
+    threads.lock().unwrap().clear();
+    let ran = until_inline(&tiny, &threads).await;
+    assert!(ran[0], "the next request goes to the worker, which repairs the session");
+    assert!(ran.ends_with(&[false, false, false]), "{} requests, none inline", ran.len());
+    assert!(tiny.is_ready());
+
+    // A model measured in milliseconds always runs on its workers.
+    let slow = register("tests/fixtures/models/slow.onnx", "slow").await.unwrap();
+    let ran = on_workers(&slow, &threads, 3, 1).await;
+    assert_eq!(ran, [true, true, true]);
     tokio::task::spawn_blocking(move || registry.shutdown()).await.unwrap();
 }

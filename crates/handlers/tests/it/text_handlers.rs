@@ -1,5 +1,5 @@
 //! The text handlers on real ONNX models with the tract engine: tokenisation with the fixtures'
-//! `tokenizer.json`, classification against answers computed by scripts/make-text-models.py,
+//! `tokenizer.json`, classification against answers computed by scripts/fixtures/text_models.py,
 //! pooling and normalisation of embeddings, padding buckets, overflow handling and batching.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test

@@ -1,9 +1,8 @@
 //! `inference.GRPCInferenceService`: the Open Inference Protocol over gRPC.
 //!
-//! Tensors come typed (`contents`) or raw (`raw_input_contents`, what tritonclient sends). The answer
-//! uses the same form as the request, so a client that sent typed contents can read typed contents
-//! back; FP16 has no typed field, so an answer with an FP16 output is always raw, as the
-//! specification requires (raw for every output or for none).
+//! Tensors come typed (`contents`) or raw (`raw_input_contents`, what tritonclient sends). Answers
+//! are always raw (`raw_output_contents`, one entry per output), as Triton answers: clients written
+//! against Triton read that field directly, whatever form their request used.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use super::proto::inference::{
 use super::{Context, options};
 use crate::auth::KeyKind;
 use crate::error::{ApiError, grpc_status};
-use crate::v2::{Inputs, raw_tensor, requested_outputs, shorten};
+use crate::services::oip::{EXTENSIONS, Inputs, PLATFORM, raw_tensor, requested_outputs, shorten};
 
 /// Answers a stream may hold while the client is slow to read them; the stream stops reading
 /// requests until there is room.
@@ -75,9 +74,9 @@ impl GrpcInferenceService for Oip {
     ) -> Result<Response<ServerMetadataResponse>, Status> {
         self.0.admit(&request, KeyKind::Inference)?;
         Ok(Response::new(ServerMetadataResponse {
-            name: "oxserve".into(),
+            name: self.0.state.config.server_name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
-            extensions: crate::v2::EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
+            extensions: EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
         }))
     }
 
@@ -104,7 +103,7 @@ impl GrpcInferenceService for Oip {
         Ok(Response::new(ModelMetadataResponse {
             name: v.name().to_owned(),
             versions,
-            platform: crate::v2::PLATFORM.to_owned(),
+            platform: PLATFORM.to_owned(),
             inputs: signature.inputs.iter().map(meta).collect(),
             outputs: signature.outputs.iter().map(meta).collect(),
         }))
@@ -281,20 +280,19 @@ async fn infer(
         shorten(&mut options, micros);
     }
     let output = v.infer(tensors, &options).await.map_err(grpc_status)?;
-    Ok(answer(&v, id, &output.output, wanted.as_ref(), raw))
+    Ok(answer(&v, id, &output.output, wanted.as_ref()))
 }
 
 fn bad(message: impl Into<String>) -> Status {
     ApiError::bad_request(message).into()
 }
 
-/// The answer's outputs, typed when the request was typed and every output has a typed field.
+/// The answer's outputs, their bytes in `raw_output_contents`.
 fn answer(
     v: &ModelVersion,
     id: String,
     tensors: &[Tensor],
     wanted: Option<&std::collections::HashMap<&str, ()>>,
-    raw_request: bool,
 ) -> ModelInferResponse {
     let chosen: Vec<(&str, &Tensor)> = v
         .signature()
@@ -304,24 +302,16 @@ fn answer(
         .filter(|(spec, _)| wanted.is_none_or(|w| w.contains_key(spec.name.as_str())))
         .map(|(spec, t)| (spec.name.as_str(), t))
         .collect();
-    let typed = !raw_request && chosen.iter().all(|(_, t)| t.dtype() != DType::F16);
-    let mut raw_output_contents = Vec::new();
+    let raw_output_contents =
+        chosen.iter().map(|(_, t)| crate::tensor_bytes::encode(t.data()).into()).collect();
     let outputs = chosen
         .iter()
-        .map(|(name, t)| {
-            let contents = if typed {
-                Some(typed_contents(t.data()))
-            } else {
-                raw_output_contents.push(crate::tensor_bytes::encode(t.data()).into());
-                None
-            };
-            InferOutputTensor {
-                name: (*name).to_owned(),
-                datatype: t.dtype().oip_name().to_owned(),
-                shape: t.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
-                parameters: std::collections::BTreeMap::new(),
-                contents,
-            }
+        .map(|(name, t)| InferOutputTensor {
+            name: (*name).to_owned(),
+            datatype: t.dtype().oip_name().to_owned(),
+            shape: t.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect(),
+            parameters: std::collections::BTreeMap::new(),
+            contents: None,
         })
         .collect();
     ModelInferResponse {
@@ -373,27 +363,4 @@ fn typed_tensor(
             "input `{name}`: {e} (typed contents go in the field of the datatype, e.g. fp32_contents for FP32)"
         ))
     })
-}
-
-/// Typed contents of an output; never called for FP16 (see [`answer`]).
-fn typed_contents(data: &TensorData) -> InferTensorContents {
-    let mut c = InferTensorContents::default();
-    match data {
-        TensorData::Bool(v) => c.bool_contents.clone_from(v),
-        TensorData::I8(v) => c.int_contents = v.iter().map(|&x| i32::from(x)).collect(),
-        TensorData::I16(v) => c.int_contents = v.iter().map(|&x| i32::from(x)).collect(),
-        TensorData::I32(v) => c.int_contents.clone_from(v),
-        TensorData::I64(v) => c.int64_contents.clone_from(v),
-        TensorData::U8(v) => c.uint_contents = v.iter().map(|&x| u32::from(x)).collect(),
-        TensorData::U16(v) => c.uint_contents = v.iter().map(|&x| u32::from(x)).collect(),
-        TensorData::U32(v) => c.uint_contents.clone_from(v),
-        TensorData::U64(v) => c.uint64_contents.clone_from(v),
-        TensorData::F32(v) => c.fp32_contents.clone_from(v),
-        TensorData::F64(v) => c.fp64_contents.clone_from(v),
-        TensorData::F16(v) => c.fp32_contents = v.iter().map(|x| x.to_f32()).collect(),
-        TensorData::Bytes(v) => {
-            c.bytes_contents = v.iter().map(|b| bytes::Bytes::copy_from_slice(b)).collect();
-        }
-    }
-    c
 }

@@ -3,7 +3,10 @@
 //! handler payload's parts (as a multipart body's would), and management answers carry the JSON text
 //! the HTTP API would answer in `msg`.
 
+use axum::http::StatusCode;
+use futures_util::stream::{self, BoxStream, StreamExt};
 use oxserve_core::handler::{Part, Payload};
+use oxserve_core::hosted::{HostedAnswer, HostedRequest};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
@@ -18,17 +21,22 @@ use super::proto::torchserve::management::{
 };
 use super::{Context, options, version};
 use crate::auth::KeyKind;
-use crate::error::{ApiError, grpc_status};
+use crate::error::{ApiError, grpc_code, grpc_status};
+use crate::hosted::{self, Answers};
 use crate::services::management::{self as service, Answer};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Inference(pub(crate) Context);
 
+/// A prediction's answer: one message, or, from a streaming handler on Python workers, messages
+/// as the handler sends them.
+enum Predicted {
+    One(PredictionResponse),
+    Many(BoxStream<'static, Result<PredictionResponse, Status>>),
+}
+
 impl Inference {
-    async fn predict(
-        &self,
-        request: Request<PredictionsRequest>,
-    ) -> Result<PredictionResponse, Status> {
+    async fn predict(&self, request: Request<PredictionsRequest>) -> Result<Predicted, Status> {
         self.0.admit(&request, KeyKind::Inference)?;
         let options = options(&request);
         let r = request.into_inner();
@@ -39,6 +47,31 @@ impl Inference {
             )
             .into());
         }
+        let sequence_id = r.sequence_id;
+        if v.is_hosted() {
+            // As TorchServe's frontend sends a gRPC prediction: each input a parameter, no type.
+            let request = HostedRequest {
+                id: options.request_id.clone().unwrap_or_default(),
+                headers: vec![("explain".to_owned(), "False".to_owned())],
+                params: r
+                    .input
+                    .into_iter()
+                    .map(|(name, body)| (name, String::new(), body))
+                    .collect(),
+                stream: None,
+            };
+            let ticket = v.admit(options).map_err(grpc_status)?;
+            let message = move |answer: HostedAnswer| message(answer, sequence_id.clone());
+            return Ok(match hosted::run(ticket, request).await.map_err(grpc_status)? {
+                Answers::Whole(answer, _) => Predicted::One(message(answer)?),
+                Answers::Streamed(first, rest) => Predicted::Many(
+                    stream::once(async move { Ok(first) })
+                        .chain(rest)
+                        .map(move |answer| message(answer.map_err(grpc_status)?))
+                        .boxed(),
+                ),
+            });
+        }
         let parts = r
             .input
             .into_iter()
@@ -46,7 +79,21 @@ impl Inference {
             .collect();
         let (prediction, _timings) =
             v.predict(Payload { parts }, &options).await.map_err(grpc_status)?;
-        Ok(PredictionResponse { prediction: prediction.body, sequence_id: r.sequence_id })
+        Ok(Predicted::One(PredictionResponse { prediction: prediction.body, sequence_id }))
+    }
+}
+
+/// A hosted handler's answer as a message; a status it set outside 2xx is the call's error, with
+/// the gRPC code nearest to it and its body as the message.
+fn message(
+    answer: HostedAnswer,
+    sequence_id: Option<String>,
+) -> Result<PredictionResponse, Status> {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_success() {
+        Ok(PredictionResponse { prediction: answer.body, sequence_id })
+    } else {
+        Err(Status::new(grpc_code(status), String::from_utf8_lossy(&answer.body).into_owned()))
     }
 }
 
@@ -70,24 +117,42 @@ impl InferenceApIsService for Inference {
         }
     }
 
+    /// A streaming handler's parts come back joined, as one message.
     async fn predictions(
         &self,
         request: Request<PredictionsRequest>,
     ) -> Result<Response<PredictionResponse>, Status> {
-        let answer = self.predict(request).await?;
-        self.0.limit(answer)
+        match self.predict(request).await? {
+            Predicted::One(answer) => self.0.limit(answer),
+            Predicted::Many(mut parts) => {
+                let mut whole = PredictionResponse::default();
+                let mut body = Vec::new();
+                while let Some(part) = parts.next().await {
+                    let part = part?;
+                    body.extend_from_slice(&part.prediction);
+                    whole.sequence_id = part.sequence_id;
+                }
+                whole.prediction = body.into();
+                self.0.limit(whole)
+            }
+        }
     }
 
-    type StreamPredictionsStream = tokio_stream::Once<Result<PredictionResponse, Status>>;
+    type StreamPredictionsStream = BoxStream<'static, Result<PredictionResponse, Status>>;
 
-    /// oxserve's handlers answer in one piece, so the stream holds one message (or the error).
+    /// A streaming handler's parts (Python workers) leave as messages as they come; every other
+    /// handler answers in one message (or the error).
     async fn stream_predictions(
         &self,
         request: Request<PredictionsRequest>,
     ) -> Result<Response<Self::StreamPredictionsStream>, Status> {
-        let answer = self.predict(request).await?;
-        let answer = self.0.limit(answer)?.into_inner();
-        Ok(Response::new(tokio_stream::once(Ok(answer))))
+        match self.predict(request).await? {
+            Predicted::One(answer) => {
+                let answer = self.0.limit(answer)?.into_inner();
+                Ok(Response::new(stream::once(async move { Ok(answer) }).boxed()))
+            }
+            Predicted::Many(parts) => Ok(Response::new(parts)),
+        }
     }
 }
 
@@ -99,8 +164,9 @@ pub(crate) struct Management(pub(crate) Context);
 fn reply(answer: Result<Answer, ApiError>) -> Result<Response<ManagementResponse>, Status> {
     let msg = match answer? {
         Answer::Status(_, message) => json!({"status": message}).to_string(),
-        Answer::Document(value) => serde_json::to_string_pretty(&value)
-            .map_err(|e| grpc_status(oxserve_core::EngineError::Internal(e.to_string())))?,
+        Answer::Document(value) => {
+            serde_json::to_string_pretty(&value).map_err(ApiError::internal)?
+        }
     };
     Ok(Response::new(ManagementResponse { msg }))
 }
@@ -122,7 +188,15 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        reply(service::describe(&self.0.state, &r.model_name, version(&r.model_version)))
+        reply(
+            service::describe(
+                &self.0.state,
+                &r.model_name,
+                version(&r.model_version),
+                r.customized,
+            )
+            .await,
+        )
     }
 
     async fn list_models(
@@ -143,7 +217,8 @@ impl ManagementApIsService for Management {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
         let args = service::Register {
-            url: Some(r.url),
+            // proto3 cannot tell an empty url from none: both are "url is required".
+            url: Some(r.url).filter(|u| !u.is_empty()),
             model_name: Some(r.model_name),
             batch_size: count("batch_size", r.batch_size)?,
             max_batch_delay: count("max_batch_delay", r.max_batch_delay)?.map(|n| n as u64),

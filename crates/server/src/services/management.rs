@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use oxserve_core::config::ModelOverrides;
-use oxserve_core::{RegisterRequest, Registry};
+use oxserve_core::{EngineError, RegisterRequest, Registry};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -52,10 +52,17 @@ fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
 
 pub(crate) async fn register(state: &AppState, args: Register) -> Result<Answer, ApiError> {
     model_api_enabled(state)?;
-    let url = args
-        .url
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::bad_request("parameter url is required"))?;
+    // As TorchServe: no `url` is a bad request; an empty one names no model in the store (404).
+    let url = match args.url {
+        None => return Err(ApiError::bad_request("parameter url is required")),
+        Some(u) if u.trim().is_empty() => {
+            return Err(EngineError::ModelNotFound(
+                "no model in the store has an empty name".into(),
+            )
+            .into());
+        }
+        Some(u) => u,
+    };
     let request = RegisterRequest {
         url,
         model_name: args.model_name.filter(|n| !n.is_empty()),
@@ -101,19 +108,28 @@ pub(crate) fn list(registry: &Registry, start: usize, limit: usize) -> Answer {
     Answer::Document(body)
 }
 
-/// The default version, the given one, or every version with `all`.
-pub(crate) fn describe(
+/// The default version, the given one, or every version with `all`. With `customized`, a handler
+/// on Python workers is asked for its own metadata (TorchServe's `describe_handle`), shown as
+/// `customizedMetadata`; that needs a worker (503 without one).
+pub(crate) async fn describe(
     state: &AppState,
     model: &str,
     version: Option<&str>,
+    customized: bool,
 ) -> Result<Answer, ApiError> {
     let versions = match version {
         Some("all") => state.registry.versions(model)?,
         version => vec![state.registry.get(model, version)?],
     };
-    let described: Vec<Description> = versions.iter().map(|v| v.status().into()).collect();
-    let document = serde_json::to_value(described)
-        .map_err(|e| ApiError::from(oxserve_core::EngineError::Internal(e.to_string())))?;
+    let mut described = Vec::with_capacity(versions.len());
+    for v in &versions {
+        let mut description = Description::from(v.status());
+        if customized && v.is_hosted() {
+            description = description.with_customized(crate::hosted::describe(v).await?);
+        }
+        described.push(description);
+    }
+    let document = serde_json::to_value(described).map_err(ApiError::internal)?;
     Ok(Answer::Document(document))
 }
 

@@ -3,6 +3,7 @@
 //! formats, so a rule (a default, a check, an error) exists once for both transports.
 
 pub(crate) mod management;
+pub(crate) mod oip;
 
 use crate::AppState;
 

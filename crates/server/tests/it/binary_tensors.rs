@@ -111,6 +111,11 @@ async fn binary_inputs_and_outputs_equal_the_json_path() {
     let a = infer(&s, serde_json::to_vec(&asked).unwrap(), None).await;
     assert_eq!(a.header_length, None);
     assert_eq!(json_data(&a.json()["outputs"][0]["data"]), reference);
+    // The same output asked twice is refused, as Triton does.
+    asked["outputs"] = json!([{"name": output}, {"name": output}]);
+    let a = infer(&s, serde_json::to_vec(&asked).unwrap(), None).await;
+    assert_eq!(a.status, 400);
+    assert!(a.json()["error"].as_str().unwrap().contains("requested twice"), "{:?}", a.json());
     s.stop().await;
 }
 

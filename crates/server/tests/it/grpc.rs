@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::{Options, TestServer, expected, model};
+use crate::common::{Options, TestServer, expected, model, open_server};
 use oxserve_core::config::{EngineConfig, ModelOverrides};
-use oxserve_server::AuthConfig;
 use oxserve_server::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use oxserve_server::grpc::proto::inference::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
@@ -26,6 +25,7 @@ use oxserve_server::grpc::proto::torchserve::management::{
     DescribeModelRequest, ListModelsRequest, RegisterModelRequest, ScaleWorkerRequest,
     SetDefaultRequest, UnregisterModelRequest,
 };
+use oxserve_server::{AuthConfig, ServerConfig};
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -98,6 +98,15 @@ async fn oip_health_and_metadata() {
     let meta = c.server_metadata(ServerMetadataRequest {}).await.unwrap().into_inner();
     assert_eq!(meta.name, "oxserve");
     assert!(meta.extensions.contains(&"binary_tensor_data".to_owned()), "{meta:?}");
+    s.stop().await;
+
+    // The name is a setting (`server_name`), over both transports.
+    let server = ServerConfig { server_name: "triton".into(), ..open_server() };
+    let s = TestServer::start(Options { server, ..Options::default() }).await;
+    let mut c = oip(&s).await;
+    let meta = c.server_metadata(ServerMetadataRequest {}).await.unwrap().into_inner();
+    assert_eq!(meta.name, "triton");
+    assert_eq!(s.get(format!("{}/v2", s.inference)).await.1["name"], "triton");
 
     let m = c
         .model_metadata(ModelMetadataRequest { name: "tiny".into(), version: String::new() })
@@ -130,13 +139,13 @@ async fn oip_infer_typed_and_raw_equal_the_json_path() {
     let reference = json_answer(&s).await;
     assert_eq!(reference.len(), 10);
 
-    // Typed in, typed out.
+    // Typed in, raw out: Triton always answers raw_output_contents, and its clients read only that.
     let typed = c.model_infer(tiny_request(false)).await.unwrap().into_inner();
     assert_eq!((typed.model_name.as_str(), typed.id.as_str()), ("tiny", "req-1"));
-    assert!(typed.raw_output_contents.is_empty());
     let out = &typed.outputs[0];
     assert_eq!((out.datatype.as_str(), out.shape.as_slice()), ("FP32", &[1, 10][..]));
-    assert_eq!(&out.contents.as_ref().unwrap().fp32_contents, &reference);
+    assert!(out.contents.is_none());
+    assert_eq!(&f32s(&typed.raw_output_contents[0]), &reference);
 
     // Raw in, raw out.
     let raw = c.model_infer(tiny_request(true)).await.unwrap().into_inner();
@@ -155,6 +164,11 @@ async fn oip_infer_typed_and_raw_equal_the_json_path() {
     unknown.outputs =
         vec![InferRequestedOutputTensor { name: "nope".into(), ..Default::default() }];
     assert_eq!(c.model_infer(unknown).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut twice = tiny_request(true);
+    let output =
+        InferRequestedOutputTensor { name: typed.outputs[0].name.clone(), ..Default::default() };
+    twice.outputs = vec![output.clone(), output];
+    assert_eq!(c.model_infer(twice).await.unwrap_err().code(), Code::InvalidArgument);
     s.stop().await;
 }
 
@@ -236,7 +250,7 @@ async fn oip_stream_answers_each_request_in_order_and_survives_errors() {
     assert_eq!(failed.infer_response.unwrap().id, "bad");
     let third = answers.message().await.unwrap().unwrap().infer_response.unwrap();
     assert_eq!(third.id, "req-2");
-    let contents = &third.outputs[0].contents.as_ref().unwrap().fp32_contents;
+    let contents = f32s(&third.raw_output_contents[0]);
     crate::common::assert_close(&json!(contents), &json!(reference), 1e-5);
     assert!(answers.message().await.unwrap().is_none(), "the stream ends with the requests");
     s.stop().await;

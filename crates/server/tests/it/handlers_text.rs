@@ -1,5 +1,5 @@
 //! The text handlers end to end over HTTP on a real socket: the small classifier and embedder that
-//! scripts/make-text-models.sh builds (committed), and all-MiniLM-L6-v2 from PyPI against its
+//! scripts/fixtures/make.sh text builds (committed), and all-MiniLM-L6-v2 from PyPI against its
 //! reference vector when scripts/install-minilm.sh has installed it.
 
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
 //! The vision handlers end to end over HTTP on a real socket: a classifier trained on real photos,
-//! a detector and a segmenter that scripts/make-vision-models.sh builds (committed under
+//! a detector and a segmenter that scripts/fixtures/make.sh vision builds (committed under
 //! tests/fixtures/handlers/vision), and EfficientNet-Lite0 on its reference photos when
 //! `../shared/models` (or `OXSERVE_SHARED_MODELS`) has it.
 

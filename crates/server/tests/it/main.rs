@@ -17,3 +17,4 @@ mod limits;
 mod malformed;
 mod management;
 mod observability;
+mod python_workers;

@@ -58,8 +58,9 @@ pub struct PackOptions {
     pub model_name: String,
     /// The model version written as `modelVersion`.
     pub version: String,
-    /// The weights file, e.g. `model.onnx`.
-    pub serialized_file: PathBuf,
+    /// The weights file, e.g. `model.onnx`; `None` for a Python handler that loads (or needs)
+    /// nothing but its own files, which torch-model-archiver allows too.
+    pub serialized_file: Option<PathBuf>,
     /// A handler name, stored as given, or a path to a `.py` file (optionally `file.py:fn`),
     /// which is copied in and stored by its file name. `None` leaves `handler` out.
     pub handler: Option<String>,
@@ -88,7 +89,7 @@ impl PackOptions {
         Self {
             model_name: model_name.into(),
             version: DEFAULT_VERSION.to_owned(),
-            serialized_file: serialized_file.into(),
+            serialized_file: Some(serialized_file.into()),
             handler: None,
             model_file: None,
             extra_files: Vec::new(),
@@ -135,8 +136,13 @@ pub fn pack(opts: &PackOptions) -> Result<PathBuf, ArchiveError> {
         return Err(ArchiveError::AlreadyExists(target));
     }
 
+    if opts.serialized_file.is_none() && opts.handler.is_none() {
+        return Err(ArchiveError::InvalidOption(
+            "nothing to serve: give a serialized file, a handler, or both".to_owned(),
+        ));
+    }
     let mut files = Files::default();
-    let serialized_file = files.add_file(&opts.serialized_file)?;
+    let serialized_file = opts.serialized_file.as_deref().map(|p| files.add_file(p)).transpose()?;
     let model_file = opts.model_file.as_deref().map(|p| files.add_file(p)).transpose()?;
     let config_file = opts.config_file.as_deref().map(|p| files.add_file(p)).transpose()?;
     let requirements_file =
@@ -149,7 +155,7 @@ pub fn pack(opts: &PackOptions) -> Result<PathBuf, ArchiveError> {
     let manifest = Manifest::new(
         ManifestModel {
             model_name: opts.model_name.clone(),
-            serialized_file: Some(serialized_file),
+            serialized_file,
             handler,
             model_file,
             model_version: Some(opts.version.clone()),
@@ -476,8 +482,10 @@ mod tests {
             let bad = PackOptions { model_name: name.to_owned(), ..opts.clone() };
             assert!(matches!(pack(&bad), Err(ArchiveError::InvalidName(_))), "{name}");
         }
-        let missing =
-            PackOptions { serialized_file: opts.export_path.join("nope.onnx"), ..opts.clone() };
+        let missing = PackOptions {
+            serialized_file: Some(opts.export_path.join("nope.onnx")),
+            ..opts.clone()
+        };
         assert!(matches!(pack(&missing), Err(ArchiveError::NotFound(_))));
         let missing_extra =
             PackOptions { extra_files: vec![opts.export_path.join("nope.txt")], ..opts.clone() };
@@ -496,7 +504,7 @@ mod tests {
         fs::create_dir(&other)?;
         fs::write(other.join("index_to_name.json"), "{}")?;
         // The same file twice is fine...
-        opts.extra_files.push(opts.serialized_file.clone());
+        opts.extra_files.extend(opts.serialized_file.clone());
         // ...two different files with one name are not.
         opts.extra_files.push(other.join("index_to_name.json"));
         let err = pack(&opts).expect_err("duplicate");
@@ -514,7 +522,7 @@ mod tests {
         let first = pack(&opts)?;
         let again = PackOptions {
             model_name: "toy2".to_owned(),
-            serialized_file: first.join("model.onnx"),
+            serialized_file: Some(first.join("model.onnx")),
             extra_files: vec![first.clone()],
             handler: None,
             config_file: None,
