@@ -46,6 +46,7 @@ const KNOWN_KEYS: &[&str] = &[
     "python",
     "model_server_home",
     "install_py_dep_per_model",
+    "service_envelope",
     "intra_op_threads",
     "allowed_urls",
     "header_read_timeout",
@@ -217,16 +218,11 @@ impl Layers {
             },
         };
         let defaults = EngineConfig::default();
-        let default_workers_per_model =
-            self.number("default_workers_per_model", defaults.default_workers_per_model)?;
         let engine = EngineConfig {
             model_store: self.get("model_store").map(PathBuf::from).unwrap_or(defaults.model_store),
-            // TorchServe's 0 means "not set": one worker on CPU.
-            default_workers_per_model: if default_workers_per_model == 0 {
-                1
-            } else {
-                default_workers_per_model
-            },
+            // Unset is TorchServe's 0: one worker for models named at startup, none for a
+            // register call that does not say `initial_workers`.
+            default_workers_per_model: self.number("default_workers_per_model", 0)?,
             job_queue_size: self.number("job_queue_size", defaults.job_queue_size)?,
             default_response_timeout: Duration::from_secs(
                 self.number(
@@ -288,6 +284,11 @@ impl Layers {
             ts_home: self.get("model_server_home").map(PathBuf::from),
             max_response_size: server.max_response_size,
             install_dependencies: self.flag("install_py_dep_per_model")?,
+            envelope: self
+                .get("service_envelope")
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned),
             ..python_defaults
         };
         Ok(Resolved {
@@ -508,7 +509,8 @@ mod tests {
         assert_eq!(auth.key_file, PathBuf::from("key_file.json"));
         assert_eq!(auth.expiration, None);
         assert_eq!(r.server.max_request_size, 6_553_500);
-        assert_eq!(r.engine.default_workers_per_model, 1);
+        // TorchServe's unset: registered models start no worker unless asked.
+        assert_eq!(r.engine.default_workers_per_model, 0);
         assert_eq!(r.server.server_name, "oxserve");
         let mut layers = Layers::default();
         layers.set("server_name", "triton");

@@ -20,7 +20,9 @@ use oxserve_store::remote::{AllowList, DownloadLimits};
 pub struct EngineConfig {
     /// Folder that register calls and startup models resolve names against.
     pub model_store: PathBuf,
-    /// Workers started for a model that does not say (`default_workers_per_model`).
+    /// Workers started for a model that does not say (`default_workers_per_model`). 0 is
+    /// TorchServe's "not set": a model named at startup gets one worker, a register call none
+    /// (TorchServe's `initial_workers` default), unless its archive says `minWorkers`.
     pub default_workers_per_model: usize,
     /// Queue capacity for a model that does not say (`job_queue_size`).
     pub job_queue_size: usize,
@@ -145,6 +147,9 @@ pub struct ModelOverrides {
     pub max_batch_delay: Option<u64>,
     /// Seconds a request may take end to end before it is answered with a timeout.
     pub response_timeout: Option<u64>,
+    /// Seconds a worker process may take to start and load the model (worker runtimes such as
+    /// Python; TorchServe's `startupTimeout`); unset: the runtime's default.
+    pub startup_timeout: Option<u64>,
     /// Queue capacity of this model.
     pub job_queue_size: Option<usize>,
     /// `cpu` or `gpu`.
@@ -160,6 +165,10 @@ pub struct ModelOverrides {
     /// What runs the handler: `native` (in the server, on an engine) or a worker runtime's name
     /// (`python`). Unset: a runtime that recognises the model's handler claims it, else native.
     pub runtime: Option<String>,
+    /// Handler that replaces the archive's (the register call's `handler=`). Never read from
+    /// `model-config.yaml`, where `handler` is the handler's own section.
+    #[serde(skip)]
+    pub handler: Option<String>,
     /// Intra-op threads of each worker's session (ONNX Runtime; tract runs one).
     pub intra_op_threads: Option<usize>,
     /// On a GPU, let TensorRT build FP16 kernels (ONNX Runtime's GPU build); server default
@@ -183,6 +192,7 @@ impl ModelOverrides {
             batch_size,
             max_batch_delay,
             response_timeout,
+            startup_timeout,
             job_queue_size,
             device_type,
             device_ids,
@@ -190,18 +200,29 @@ impl ModelOverrides {
             mar_name,
             engine,
             runtime,
+            handler,
             intra_op_threads,
             tensorrt_fp16,
             max_concurrent_requests
         );
     }
 
-    /// The settings a model version runs with: our fields, else the engine's defaults.
+    /// The settings a model version runs with: our fields, else the engine's defaults. A model
+    /// named at startup gets at least one worker by default, a registered one
+    /// `default_workers_per_model` (none when unset, as TorchServe's register).
     ///
     /// # Errors
-    /// When a value is out of range (zero batch size or queue, `maxWorkers < minWorkers`).
-    pub fn resolve(&self, defaults: &EngineConfig) -> Result<ModelSettings, String> {
-        let min_workers = self.min_workers.unwrap_or(defaults.default_workers_per_model);
+    /// When a value is out of range (zero batch size, queue or timeout).
+    pub fn resolve(
+        &self,
+        defaults: &EngineConfig,
+        at_startup: bool,
+    ) -> Result<ModelSettings, String> {
+        let default_workers = match defaults.default_workers_per_model {
+            0 if at_startup => 1,
+            n => n,
+        };
+        let min_workers = self.min_workers.unwrap_or(default_workers);
         let max_workers = self.max_workers.unwrap_or(min_workers).max(min_workers);
         let batch_size = self.batch_size.unwrap_or(defaults.default_batch_size);
         if batch_size == 0 {
@@ -216,6 +237,9 @@ impl ModelOverrides {
         if response_timeout.is_zero() {
             return Err("responseTimeout must be at least 1 second".into());
         }
+        if self.startup_timeout == Some(0) {
+            return Err("startupTimeout must be at least 1 second".into());
+        }
         Ok(ModelSettings {
             min_workers,
             max_workers,
@@ -224,6 +248,7 @@ impl ModelOverrides {
                 .max_batch_delay
                 .map_or(defaults.default_max_batch_delay, Duration::from_millis),
             response_timeout,
+            startup_timeout: self.startup_timeout.map(Duration::from_secs),
             job_queue_size,
             device_type: self.device_type.unwrap_or_default(),
             device_ids: self.device_ids.clone().unwrap_or_default(),
@@ -244,6 +269,8 @@ pub struct ModelSettings {
     pub max_batch_delay: Duration,
     /// End-to-end limit of one request.
     pub response_timeout: Duration,
+    /// How long a worker process may take to start; `None`: the worker runtime's default.
+    pub startup_timeout: Option<Duration>,
     /// Queue capacity.
     pub job_queue_size: usize,
     /// Where workers run.
@@ -269,6 +296,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "batchSize",
     "maxBatchDelay",
     "responseTimeout",
+    "startupTimeout",
     "jobQueueSize",
     "deviceType",
     "deviceIds",
@@ -358,7 +386,7 @@ mod tests {
         let mut base =
             ModelOverrides { batch_size: Some(4), min_workers: Some(2), ..Default::default() };
         base.merge(&ModelOverrides { batch_size: Some(8), ..Default::default() });
-        let s = base.resolve(&EngineConfig::default()).unwrap();
+        let s = base.resolve(&EngineConfig::default(), false).unwrap();
         assert_eq!(s.batch_size, 8);
         assert_eq!(s.min_workers, 2);
         assert_eq!(s.max_workers, 2);
@@ -401,6 +429,28 @@ mod tests {
     #[test]
     fn zero_batch_size_is_refused() {
         let o = ModelOverrides { batch_size: Some(0), ..Default::default() };
-        assert!(o.resolve(&EngineConfig::default()).is_err());
+        assert!(o.resolve(&EngineConfig::default(), false).is_err());
+    }
+
+    #[test]
+    fn unset_default_workers_give_startup_models_one_and_registered_ones_none() {
+        let unset = EngineConfig { default_workers_per_model: 0, ..EngineConfig::default() };
+        let none = ModelOverrides::default();
+        assert_eq!(none.resolve(&unset, true).unwrap().min_workers, 1);
+        assert_eq!(none.resolve(&unset, false).unwrap().min_workers, 0);
+        let archive = ModelOverrides { min_workers: Some(3), ..Default::default() };
+        assert_eq!(archive.resolve(&unset, false).unwrap().min_workers, 3);
+        let set = EngineConfig { default_workers_per_model: 2, ..EngineConfig::default() };
+        assert_eq!(none.resolve(&set, false).unwrap().min_workers, 2);
+    }
+
+    #[test]
+    fn a_zero_startup_timeout_is_refused() {
+        let o = ModelOverrides { startup_timeout: Some(0), ..Default::default() };
+        let err = o.resolve(&EngineConfig::default(), false).unwrap_err();
+        assert!(err.contains("startupTimeout"), "{err}");
+        let o = ModelOverrides { startup_timeout: Some(5), ..Default::default() };
+        let s = o.resolve(&EngineConfig::default(), false).unwrap();
+        assert_eq!(s.startup_timeout, Some(Duration::from_secs(5)));
     }
 }

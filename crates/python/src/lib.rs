@@ -50,6 +50,10 @@ pub struct PythonSettings {
     /// `install_py_dep_per_model`: at load, `pip install` a model's `requirementsFile` into its
     /// folder (code from the archive and the network at registration, so off unless asked).
     pub install_dependencies: bool,
+    /// `service_envelope`: the request envelope every model's handler is wrapped in (`kserve`,
+    /// `kservev2`, `json`), as KServe's TorchServe runtime configures it; it wins over an
+    /// archive's own. Unset: the archive's, else none.
+    pub envelope: Option<String>,
 }
 
 impl Default for PythonSettings {
@@ -60,6 +64,7 @@ impl Default for PythonSettings {
             max_response_size: 6_553_500,
             startup_timeout: Duration::from_secs(120),
             install_dependencies: false,
+            envelope: None,
         }
     }
 }
@@ -170,13 +175,18 @@ impl Runtime for PythonRuntime {
             socket_dir: home.dir.path().to_path_buf(),
             model_dir,
             python_path,
-            start_timeout: self.settings.startup_timeout,
+            start_timeout: model.settings.startup_timeout.unwrap_or(self.settings.startup_timeout),
             metric_log: model.metric_log.cloned(),
         };
         Ok(Arc::new(PythonExecutor {
             launch,
             handler,
-            envelope: model.manifest.model.envelope.clone().unwrap_or_default(),
+            envelope: self
+                .settings
+                .envelope
+                .clone()
+                .or_else(|| model.manifest.model.envelope.clone())
+                .unwrap_or_default(),
             batch_size: model.settings.batch_size,
             response_timeout: model.settings.response_timeout,
             max_response_size: self.settings.max_response_size,

@@ -4,7 +4,7 @@
 //!
 //! Three keys, as in TorchServe: `inference` (inference API), `management` (management API) and `API`,
 //! which never expires and is used only to rotate the other two with `GET /token?type=…` on the
-//! management API. Health checks (`/ping`, `/v2/health/*`) stay open so load balancers and Kubernetes
+//! management API. Health checks (`/ping`, `/v2/health/*`, KServe's `/`) stay open so load balancers and Kubernetes
 //! probes work without a secret. Keys never appear in logs.
 
 use std::path::{Path, PathBuf};

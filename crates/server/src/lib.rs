@@ -20,6 +20,7 @@ mod error;
 pub mod grpc;
 mod hosted;
 mod inference;
+mod kserve;
 mod listen;
 mod management;
 mod metrics;
@@ -385,10 +386,13 @@ fn router(apis: &[Api], state: AppState) -> Router {
     }
     let mut router = router
         .fallback(|uri: Uri| async move {
-            // Triton's clients decode OIP errors as `{"error": ...}`, also for unknown paths.
+            // Triton's and KServe's clients decode errors as `{"error": ...}`, also for unknown
+            // paths.
             let path = uri.path();
             let error = ApiError::not_found();
-            if path == "/v2" || path.starts_with("/v2/") { error.v2() } else { error }
+            let oip =
+                ["/v1", "/v2"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
+            if oip { error.v2() } else { error }
         })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() });
     // Scrapes of a metrics-only listener are not API traffic: they stay out of Requests2XX and the
@@ -419,6 +423,9 @@ fn inference_routes() -> Router<AppState> {
         .route("/predictions/{model}/{version}", post(inference::predict))
         .route("/explanations/{model}", post(inference::explain))
         .route("/explanations/{model}/{version}", post(inference::explain))
+        .route("/", get(kserve::live))
+        .route("/v1/models", get(kserve::list))
+        .route("/v1/models/{model}", get(kserve::ready).post(kserve::call))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))

@@ -1,6 +1,8 @@
 //! TorchServe's management API over HTTP: query strings in, [`services::management`] answers out
 //! as JSON with their status codes.
 
+use std::str::FromStr;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -26,16 +28,32 @@ impl IntoResponse for Answer {
     }
 }
 
-/// Query parameters of `POST /models`. Unknown parameters are ignored, as TorchServe does.
+/// A number as TorchServe's query parsing reads it: empty, negative or unparsable values count as
+/// not given (its `getIntParameter` falls back to the default), and its clients rely on that.
+fn number<T: FromStr>(value: Option<&str>) -> Option<T> {
+    value.and_then(|v| v.trim().parse().ok())
+}
+
+/// A flag as TorchServe reads it (`Boolean.parseBoolean`): `true` in any case is true, any other
+/// given value false, absent the default.
+fn flag(value: Option<&str>, default: bool) -> bool {
+    value.map_or(default, |v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Query parameters of `POST /models`, as given. Unknown parameters are ignored, as TorchServe
+/// does.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RegisterParams {
     url: Option<String>,
     model_name: Option<String>,
-    batch_size: Option<usize>,
-    max_batch_delay: Option<u64>,
-    initial_workers: Option<usize>,
-    synchronous: Option<bool>,
-    response_timeout: Option<u64>,
+    handler: Option<String>,
+    runtime: Option<String>,
+    batch_size: Option<String>,
+    max_batch_delay: Option<String>,
+    initial_workers: Option<String>,
+    synchronous: Option<String>,
+    response_timeout: Option<String>,
+    startup_timeout: Option<String>,
     sha256: Option<String>,
 }
 
@@ -45,17 +63,25 @@ pub(crate) async fn register(
     params: Result<Query<RegisterParams>, QueryRejection>,
 ) -> Result<Answer, ApiError> {
     let p = query(params)?;
+    // A startup timeout TorchServe would time out at once (0) is refused here, not read as unset.
+    let startup_timeout = match p.startup_timeout.as_deref().map(str::trim) {
+        Some("0") => Some(0),
+        other => number(other),
+    };
     service::register(
         &state,
         service::Register {
             url: p.url,
             model_name: p.model_name,
-            batch_size: p.batch_size,
-            max_batch_delay: p.max_batch_delay,
-            response_timeout: p.response_timeout,
-            initial_workers: p.initial_workers,
+            handler: p.handler.filter(|h| !h.trim().is_empty()),
+            runtime: p.runtime.filter(|r| !r.trim().is_empty()),
+            batch_size: number(p.batch_size.as_deref()),
+            max_batch_delay: number(p.max_batch_delay.as_deref()),
+            response_timeout: number(p.response_timeout.as_deref()),
+            startup_timeout,
+            initial_workers: number(p.initial_workers.as_deref()),
             // TorchServe's code (not its docs) defaults to a synchronous register.
-            synchronous: p.synchronous.unwrap_or(true),
+            synchronous: flag(p.synchronous.as_deref(), true),
             sha256: p.sha256,
         },
     )
@@ -64,26 +90,19 @@ pub(crate) async fn register(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ListParams {
-    limit: Option<usize>,
+    limit: Option<String>,
     next_page_token: Option<String>,
 }
 
-/// `GET /models?limit=&next_page_token=`
+/// `GET /models?limit=&next_page_token=`: as TorchServe, a limit outside 1–100 is 100 and a
+/// token that is not a position is the start.
 pub(crate) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Answer, ApiError> {
     let p = query(params)?;
-    let limit = p.limit.unwrap_or(100);
-    if limit == 0 {
-        return Err(ApiError::bad_request("limit must be at least 1"));
-    }
-    let start = match p.next_page_token.as_deref() {
-        None | Some("") => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request(format!("invalid next_page_token `{t}`")))?,
-    };
+    let limit = number(p.limit.as_deref()).filter(|l| (1..=100).contains(l)).unwrap_or(100);
+    let start = number(p.next_page_token.as_deref()).unwrap_or(0);
     Ok(service::list(&state.registry, start, limit))
 }
 
@@ -104,9 +123,20 @@ pub(crate) struct DescribeParams {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ScaleParams {
-    min_worker: Option<usize>,
-    max_worker: Option<usize>,
-    synchronous: Option<bool>,
+    min_worker: Option<String>,
+    max_worker: Option<String>,
+    synchronous: Option<String>,
+}
+
+/// A worker count: unparsable is not given, as TorchServe reads it, but a negative count (which
+/// TorchServe fails on) is a clear 400.
+fn workers(name: &str, value: Option<&str>) -> Result<Option<usize>, ApiError> {
+    match number::<i64>(value) {
+        Some(n) if n < 0 => {
+            Err(ApiError::bad_request(format!("{name} cannot be negative, got {n}")))
+        }
+        n => Ok(n.and_then(|n| usize::try_from(n).ok())),
+    }
 }
 
 /// `PUT /models/{m}[/{v}]?min_worker=&max_worker=&synchronous=`
@@ -116,14 +146,13 @@ pub(crate) async fn scale(
     params: Result<Query<ScaleParams>, QueryRejection>,
 ) -> Result<Answer, ApiError> {
     let p = query(params)?;
-    let synchronous = p.synchronous.unwrap_or(false);
     service::scale(
         &state,
         &path.model,
         path.version.as_deref(),
-        p.min_worker,
-        p.max_worker,
-        synchronous,
+        workers("min_worker", p.min_worker.as_deref())?,
+        workers("max_worker", p.max_worker.as_deref())?,
+        flag(p.synchronous.as_deref(), false),
     )
     .await
 }

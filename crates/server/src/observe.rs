@@ -18,7 +18,7 @@ use crate::AppState;
 
 /// Health checks: open without a key (probes carry none) and answered while draining.
 pub(crate) fn is_health_check(path: &str) -> bool {
-    matches!(path, "/ping" | "/v2/health/live" | "/v2/health/ready")
+    matches!(path, "/" | "/ping" | "/v2/health/live" | "/v2/health/ready")
 }
 
 /// The header carrying the request id.

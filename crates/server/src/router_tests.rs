@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,13 +18,25 @@ use tower::ServiceExt;
 
 use crate::{Api, AppState, ServerConfig, router};
 
+fn example_store() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model-store")
+}
+
 async fn state(enable_model_api: bool) -> AppState {
-    let store = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model-store");
-    let engine = EngineConfig { model_store: store, ..EngineConfig::default() };
+    let engine = EngineConfig { model_store: example_store(), ..EngineConfig::default() };
+    state_with(enable_model_api, engine).await
+}
+
+/// A registry over `engine`'s store with the example `tiny` model registered (one worker).
+async fn state_with(enable_model_api: bool, engine: EngineConfig) -> AppState {
     let registry =
         Arc::new(Registry::new(engine, Arc::new(TractBackend), oxserve_handlers::builtins()));
-    let request =
-        RegisterRequest { url: "tiny".into(), synchronous: true, ..RegisterRequest::default() };
+    let request = RegisterRequest {
+        url: "tiny".into(),
+        initial_workers: Some(1),
+        synchronous: true,
+        ..RegisterRequest::default()
+    };
     registry.register(request).await.unwrap();
     let config = ServerConfig { enable_model_api, auth: None, ..ServerConfig::on_free_ports() };
     AppState { registry, config: Arc::new(config), keys: None, draining: Arc::default() }
@@ -105,8 +117,6 @@ async fn management_rules_hold_whatever_the_transport_s_spelling() {
     assert_eq!(body[0]["workers"].as_array().map(Vec::len), Some(1), "{body}");
     let (status, body) = call(&s, Method::GET, "/models", None).await;
     assert_eq!((status, body["models"][0]["modelName"].clone()), (StatusCode::OK, json!("tiny")));
-    let (status, _) = call(&s, Method::GET, "/models?limit=0", None).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) =
         call(&s, Method::PUT, "/models/tiny?min_worker=2&max_worker=1", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -149,5 +159,155 @@ async fn register_without_url_is_a_bad_request_and_with_an_empty_one_not_found()
     let (status, body) = call(&s, Method::POST, "/models?url=", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["type"], "ModelNotFoundException");
+    tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn query_values_torchserve_reads_as_not_given_take_the_defaults() {
+    let s = state(true).await;
+    // TorchServe's collections send empty, negative and unparsable values and expect defaults.
+    for uri in [
+        "/models?limit=",
+        "/models?limit=-1",
+        "/models?limit=0&next_page_token=-1",
+        "/models?limit=500&next_page_token=x",
+    ] {
+        let (status, body) = call(&s, Method::GET, uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(body["models"][0]["modelName"], "tiny", "{uri}: {body}");
+    }
+    let junk = "/models?url=digits&batch_size=dd&max_batch_delay=junk&response_timeout=&initial_workers=-1";
+    let (status, body) = call(&s, Method::POST, &format!("{junk}&synchronous=true"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, described) = call(&s, Method::GET, "/models/digits", None).await;
+    // The archive's model-config.yaml (batch 8, 10 ms, one worker) stands: nothing was given.
+    assert_eq!(described[0]["batchSize"], 8, "{described}");
+    assert_eq!(described[0]["maxBatchDelay"], 10, "{described}");
+    assert_eq!(described[0]["minWorkers"], 1, "{described}");
+    let (status, _) = call(&s, Method::DELETE, "/models/digits", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // `synchronous` is Java's parseBoolean: anything but `true` is false.
+    let (status, body) = call(&s, Method::POST, "/models?url=digits&synchronous=-1", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Scale: an unparsable count is not given (min 1); a negative one is refused.
+    let (status, body) = call(&s, Method::PUT, "/models/tiny?min_worker=nan", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = call(&s, Method::PUT, "/models/tiny?min_worker=-1", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("min_worker"), "{body}");
+    tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn register_honours_handler_runtime_and_startup_timeout_and_refuses_wrong_ones() {
+    let s = state(true).await;
+    let (status, body) =
+        call(&s, Method::POST, "/models?url=digits&handler=invalidHandler", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("invalidHandler"), "{body}");
+    let (status, body) = call(&s, Method::POST, "/models?url=digits&runtime=python4", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("python4"), "{body}");
+    let (status, body) = call(&s, Method::POST, "/models?url=digits&startup_timeout=0", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("startupTimeout"), "{body}");
+    assert_eq!(call(&s, Method::GET, "/models/digits", None).await.0, StatusCode::NOT_FOUND);
+    // A handler that exists replaces the archive's, and describe says so.
+    let uri = "/models?url=digits&handler=base_handler&runtime=native&startup_timeout=30";
+    let (status, body) = call(&s, Method::POST, uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, described) = call(&s, Method::GET, "/models/digits", None).await;
+    assert_eq!(described[0]["handler"], "base_handler", "{described}");
+    tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_register_call_without_initial_workers_starts_none_unless_configured() {
+    // A bare ONNX file: no model-config.yaml to say minWorkers.
+    let store = tempfile::tempdir().unwrap();
+    for file in ["tiny.onnx", "model-config.yaml", "MAR-INF/MANIFEST.json"] {
+        let to = store.path().join("tiny").join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(example_store().join("tiny").join(file), to).unwrap();
+    }
+    std::fs::copy(example_store().join("tiny/tiny.onnx"), store.path().join("bare.onnx")).unwrap();
+    let engine = EngineConfig {
+        model_store: store.path().to_path_buf(),
+        default_workers_per_model: 0,
+        ..EngineConfig::default()
+    };
+    let s = state_with(true, engine).await;
+    // Nothing to wait for: 200, whatever `synchronous` says, as TorchServe.
+    let (status, body) =
+        call(&s, Method::POST, "/models?url=bare.onnx&model_name=bare&synchronous=false", None)
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["status"].as_str().unwrap().contains("0 initial workers"), "{body}");
+    let (_, described) = call(&s, Method::GET, "/models/bare", None).await;
+    assert_eq!(described[0]["minWorkers"], 0, "{described}");
+    let (status, _) = call(&s, Method::POST, "/predictions/bare", Some(row())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = call(&s, Method::PUT, "/models/bare?synchronous=true", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = call(&s, Method::POST, "/predictions/bare", Some(row())).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn kserve_v1_predicts_each_instance_and_answers_errors_as_its_sdk_reads_them() {
+    let s = state(false).await;
+    let (status, body) = call(&s, Method::GET, "/", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "alive"})));
+    let (status, body) = call(&s, Method::GET, "/v1/models", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"models": ["tiny"]})));
+    let (status, body) = call(&s, Method::GET, "/v1/models/tiny", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"name": "tiny", "ready": true})));
+
+    // Each instance is one request to the handler; the answers come back in order.
+    let a = vec![0.5_f32; 64];
+    let b: Vec<f32> = (0..64).map(|i| i as f32 / 64.0).collect();
+    let (status, body) =
+        call(&s, Method::POST, "/v1/models/tiny:predict", Some(json!({"instances": [a, b]}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, one_a) = call(&s, Method::POST, "/predictions/tiny", Some(json!(a))).await;
+    let (_, one_b) = call(&s, Method::POST, "/predictions/tiny", Some(json!(b))).await;
+    // Batched together, so equal to rounding (the engine sums in another order for two rows).
+    let predictions = body["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 2, "{body}");
+    for (got, alone) in predictions.iter().zip([one_a, one_b]) {
+        let (got, alone) = (got.as_array().unwrap(), alone.as_array().unwrap());
+        assert_eq!(got.len(), alone.len());
+        for (g, w) in got.iter().zip(alone) {
+            assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 1e-5, "{g} vs {w}");
+        }
+    }
+    let (status, body) =
+        call(&s, Method::POST, "/v1/models/tiny:predict", Some(json!({"instances": []}))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"predictions": []})));
+
+    // Errors: `{"error": ...}` with KServe's status codes.
+    for (uri, request, want) in [
+        ("/v1/models/nope:predict", json!({"instances": [a]}), StatusCode::NOT_FOUND),
+        ("/v1/models/tiny:predict", json!({"inputs": [a]}), StatusCode::BAD_REQUEST),
+        ("/v1/models/tiny:predict", json!({"instances": [[1.0]]}), StatusCode::BAD_REQUEST),
+        ("/v1/models/tiny:explain", json!({"instances": [a]}), StatusCode::NOT_IMPLEMENTED),
+        ("/v1/models/tiny:train", json!({"instances": [a]}), StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = call(&s, Method::POST, uri, Some(request)).await;
+        assert_eq!(status, want, "{uri}: {body}");
+        assert!(body["error"].is_string(), "{uri}: {body}");
+    }
+    let (status, body) = call(&s, Method::GET, "/v1/models/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string(), "{body}");
+    let (status, body) = call(&s, Method::GET, "/v1/no/such/path", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string(), "{body}");
+    // Not ready: 503, which the SDK's is_model_ready reads as false.
+    s.registry.get("tiny", None).unwrap().scale(0, 0);
+    let (status, body) = call(&s, Method::GET, "/v1/models/tiny", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].is_string(), "{body}");
     tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
 }

@@ -77,7 +77,10 @@ impl ModelVersion {
         config: &EngineConfig,
         loaders: Loaders<'_>,
     ) -> Result<Self> {
-        let manifest = files.manifest.clone();
+        let mut manifest = files.manifest.clone();
+        if let Some(handler) = spec.overrides.handler.as_deref().filter(|h| !h.trim().is_empty()) {
+            manifest.model.handler = Some(handler.trim().to_owned());
+        }
         let name = spec.name.clone().unwrap_or_else(|| manifest.model.model_name.clone());
         let version = manifest.model.model_version.clone().unwrap_or_else(|| "1.0".to_owned());
         let model_config = match files.config_file() {
@@ -97,7 +100,9 @@ impl ModelVersion {
             .unwrap_or_default();
         overrides.merge(&model_config.overrides);
         overrides.merge(&spec.overrides);
-        let settings = overrides.resolve(config).map_err(EngineError::InvalidArgument)?;
+        let settings = overrides
+            .resolve(config, spec.loaded_at_startup)
+            .map_err(EngineError::InvalidArgument)?;
         let devices = device_plan(settings.device_type, &settings.device_ids, config.number_of_gpu)
             .map_err(|e| EngineError::InvalidArgument(format!("model {name}: {e}")))?;
         let hosted = HostedModel {
@@ -263,7 +268,12 @@ fn pick_runtime<'a>(
     wanted: Option<&str>,
     model: &HostedModel<'_>,
 ) -> Result<Option<&'a dyn Runtime>> {
-    match wanted.map(|w| w.trim().to_ascii_lowercase()) {
+    // TorchServe's archiver says `python3` as often as `python`: one runtime.
+    let wanted = wanted.map(|w| match w.trim().to_ascii_lowercase() {
+        w if w == "python3" => "python".to_owned(),
+        w => w,
+    });
+    match wanted {
         Some(w) if w == "native" => Ok(None),
         Some(w) => runtimes.iter().find(|r| r.name() == w).map(|r| Some(&**r)).ok_or_else(|| {
             let mut available = vec!["native"];

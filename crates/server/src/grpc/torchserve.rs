@@ -171,13 +171,10 @@ fn reply(answer: Result<Answer, ApiError>) -> Result<Response<ManagementResponse
     Ok(Response::new(ManagementResponse { msg }))
 }
 
-/// A count field: 0 (proto3's "not given") is `None`, a negative one an error.
-fn count(field: &str, value: i32) -> Result<Option<usize>, Status> {
-    match usize::try_from(value) {
-        Ok(0) => Ok(None),
-        Ok(n) => Ok(Some(n)),
-        Err(_) => Err(ApiError::bad_request(format!("{field} cannot be negative")).into()),
-    }
+/// A count field: 0 (proto3's "not given") and negative values are `None`, the default, as
+/// TorchServe's gRPC reads them.
+fn count(value: i32) -> Option<usize> {
+    usize::try_from(value).ok().filter(|n| *n > 0)
 }
 
 #[tonic::async_trait]
@@ -205,8 +202,8 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        let limit = count("limit", r.limit)?.unwrap_or(100);
-        let start = count("next_page_token", r.next_page_token)?.unwrap_or(0);
+        let limit = count(r.limit).unwrap_or(100);
+        let start = count(r.next_page_token).unwrap_or(0);
         reply(Ok(service::list(&self.0.state.registry, start, limit)))
     }
 
@@ -220,10 +217,13 @@ impl ManagementApIsService for Management {
             // proto3 cannot tell an empty url from none: both are "url is required".
             url: Some(r.url).filter(|u| !u.is_empty()),
             model_name: Some(r.model_name),
-            batch_size: count("batch_size", r.batch_size)?,
-            max_batch_delay: count("max_batch_delay", r.max_batch_delay)?.map(|n| n as u64),
-            response_timeout: count("response_timeout", r.response_timeout)?.map(|n| n as u64),
-            initial_workers: count("initial_workers", r.initial_workers)?,
+            batch_size: count(r.batch_size),
+            max_batch_delay: count(r.max_batch_delay).map(|n| n as u64),
+            response_timeout: count(r.response_timeout).map(|n| n as u64),
+            initial_workers: count(r.initial_workers),
+            handler: Some(r.handler).filter(|h| !h.is_empty()),
+            runtime: Some(r.runtime).filter(|h| !h.is_empty()),
+            startup_timeout: None,
             synchronous: r.synchronous,
             sha256: None,
         };
@@ -237,7 +237,7 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        let (min, max) = (count("min_worker", r.min_worker)?, count("max_worker", r.max_worker)?);
+        let (min, max) = (count(r.min_worker), count(r.max_worker));
         let model_version = version(&r.model_version);
         reply(
             service::scale(&self.0.state, &r.model_name, model_version, min, max, r.synchronous)

@@ -32,6 +32,12 @@ pub(crate) struct Register {
     pub(crate) max_batch_delay: Option<u64>,
     pub(crate) response_timeout: Option<u64>,
     pub(crate) initial_workers: Option<usize>,
+    /// Replaces the archive's handler.
+    pub(crate) handler: Option<String>,
+    /// `native` or a worker runtime (`python`; TorchServe's `python3` means the same).
+    pub(crate) runtime: Option<String>,
+    /// Seconds a worker process may take to start.
+    pub(crate) startup_timeout: Option<u64>,
     pub(crate) synchronous: bool,
     /// Expected sha256 of a model fetched from a URL (an oxserve addition).
     pub(crate) sha256: Option<String>,
@@ -70,6 +76,9 @@ pub(crate) async fn register(state: &AppState, args: Register) -> Result<Answer,
             batch_size: args.batch_size,
             max_batch_delay: args.max_batch_delay,
             response_timeout: args.response_timeout,
+            startup_timeout: args.startup_timeout,
+            handler: args.handler,
+            runtime: args.runtime,
             ..ModelOverrides::default()
         },
         initial_workers: args.initial_workers,
@@ -78,18 +87,20 @@ pub(crate) async fn register(state: &AppState, args: Register) -> Result<Answer,
         sha256: args.sha256,
     };
     let version = state.registry.register(request).await?;
-    if !args.synchronous {
+    let workers = version.settings().min_workers;
+    // Nothing to wait for without workers: TorchServe answers 200 then, whatever `synchronous`.
+    if !args.synchronous && workers > 0 {
         return Ok(processing());
     }
-    Ok(Answer::Status(
-        StatusCode::OK,
-        format!(
-            "Model \"{}\" Version: {} registered with {} initial workers",
-            version.name(),
-            version.version(),
-            version.settings().min_workers
-        ),
-    ))
+    let mut message = format!(
+        "Model \"{}\" Version: {} registered with {workers} initial workers",
+        version.name(),
+        version.version(),
+    );
+    if workers == 0 {
+        message.push_str(". Use scale workers API to add workers for the model.");
+    }
+    Ok(Answer::Status(StatusCode::OK, message))
 }
 
 /// One page of the model list, `{"models": [...], "nextPageToken"}`.

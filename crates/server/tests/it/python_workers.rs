@@ -452,3 +452,28 @@ async fn pytorch_models_answer_as_their_handler_does_in_plain_python() {
     assert_eq!(served, plain);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kserve_v1_reaches_the_handler_through_torchserve_s_kserve_envelope() {
+    let Some(python) = python() else { return };
+    let s = server_with(PythonSettings {
+        python,
+        envelope: Some("kserve".to_owned()),
+        ..PythonSettings::default()
+    })
+    .await;
+    // One request per batch: the envelope reads only the first request of a batch.
+    assert_eq!(register(&s, "url=batch_len&batch_size=1").await.0, 200);
+    // The envelope hands the handler the instances, and wraps its answers as predictions.
+    let request = serde_json::json!({"instances": [1, 2, 3]});
+    let (status, body) =
+        s.post(format!("{}/v1/models/batch_len:predict", s.inference), request.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"predictions": [{"batch": 3}, {"batch": 3}, {"batch": 3}]})
+    );
+    let (status, body) = s.get(format!("{}/v1/models/batch_len", s.inference)).await;
+    assert_eq!((status, body), (200, serde_json::json!({"name": "batch_len", "ready": true})));
+    s.stop().await;
+}
