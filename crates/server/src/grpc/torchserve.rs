@@ -202,7 +202,7 @@ impl ManagementApIsService for Management {
     ) -> Result<Response<ManagementResponse>, Status> {
         self.0.admit(&request, KeyKind::Management)?;
         let r = request.into_inner();
-        let limit = count(r.limit).unwrap_or(100);
+        let limit = count(r.limit).filter(|l| *l <= 100).unwrap_or(100);
         let start = count(r.next_page_token).unwrap_or(0);
         reply(Ok(service::list(&self.0.state.registry, start, limit)))
     }
