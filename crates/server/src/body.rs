@@ -5,7 +5,7 @@ use std::io::Read;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use oxserve_core::handler::{Part, Payload};
 
 use crate::ServerConfig;
@@ -19,7 +19,7 @@ use crate::error::ApiError;
 /// slot for ever. A body in more than 65,536 pieces (chunks or frames) gets 400.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     config: &ServerConfig,
 ) -> Result<Bytes, ApiError> {
     let limit = config.max_request_size;
@@ -28,12 +28,19 @@ pub(crate) async fn read_limited(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::too_large(limit));
-    }
-    let read = collect(Limited::new(body, limit), max_pieces(limit));
-    let bytes = match tokio::time::timeout(config.body_read_timeout, read).await {
-        Err(_) => {
+    let outcome = if declared.is_some_and(|n| n > limit as u64) {
+        Err(Unread::TooLarge)
+    } else {
+        let read = collect(&mut body, limit, max_pieces(limit));
+        tokio::time::timeout(config.body_read_timeout, read).await.unwrap_or(Err(Unread::Late))
+    };
+    let bytes = match outcome {
+        Ok(collected) => collected,
+        Err(Unread::TooLarge) => {
+            drain(headers, body, declared, config).await;
+            return Err(ApiError::too_large(limit));
+        }
+        Err(Unread::Late) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "RequestTimeoutException",
@@ -43,18 +50,14 @@ pub(crate) async fn read_limited(
                 ),
             ));
         }
-        Ok(Ok(collected)) => collected,
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(ApiError::too_large(limit));
-        }
-        Ok(Err(e)) if e.downcast_ref::<TooManyPieces>().is_some() => {
+        Err(Unread::TooManyPieces) => {
             return Err(ApiError::bad_request(format!(
                 "the request body came in more than {} chunks or frames; send it in fewer, \
                  larger ones",
                 max_pieces(limit)
             )));
         }
-        Ok(Err(e)) => {
+        Err(Unread::Broken(e)) => {
             return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
         }
     };
@@ -65,6 +68,35 @@ pub(crate) async fn read_limited(
     tokio::task::spawn_blocking(move || encoding.decode(bytes, limit))
         .await
         .map_err(ApiError::internal)?
+}
+
+/// Most bytes of an oversized body read and dropped before its 413 goes out.
+const DRAIN_MAX: u64 = 64 << 20;
+
+/// Reads and drops the rest of an oversized body (up to [`DRAIN_MAX`] bytes, within the body read
+/// timeout), so that the 413 reaches a client that writes its whole body before reading the
+/// answer (Python's `urllib`): answering and closing while it still sends would leave it a broken
+/// pipe instead of the answer. A client that waits for `100 Continue` has sent nothing, and a body
+/// declared larger than the cap is not read: those get the answer at once.
+async fn drain(headers: &HeaderMap, mut body: Body, declared: Option<u64>, config: &ServerConfig) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue || declared.is_some_and(|n| n > DRAIN_MAX) {
+        return;
+    }
+    let read = async {
+        let mut dropped = 0u64;
+        while dropped <= DRAIN_MAX {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    dropped += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(config.body_read_timeout, read).await;
 }
 
 /// Most non-empty pieces (chunks of a chunked body, DATA frames of an HTTP/2 stream, reads of a
@@ -80,28 +112,37 @@ fn max_pieces(limit: usize) -> usize {
     MAX_BODY_PIECES.max(limit / 512)
 }
 
-/// The body came in more than [`MAX_BODY_PIECES`] pieces.
-#[derive(Debug, thiserror::Error)]
-#[error("too many body chunks")]
-struct TooManyPieces;
+/// Why a body was not read whole.
+#[derive(Debug)]
+enum Unread {
+    /// Past the size limit.
+    TooLarge,
+    /// Past the body read timeout.
+    Late,
+    /// In more than [`max_pieces`] pieces.
+    TooManyPieces,
+    /// The connection failed under it.
+    Broken(axum::Error),
+}
 
-/// Reads every data frame of `body` into one buffer, refusing a body in more than `max_pieces`
-/// non-empty frames.
-async fn collect(
-    mut body: Limited<Body>,
-    max_pieces: usize,
-) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>> {
+/// Reads every data frame of `body` into one buffer, refusing a body over `limit` bytes or in more
+/// than `max_pieces` non-empty frames; what is left unread stays in `body`.
+async fn collect(body: &mut Body, limit: usize, max_pieces: usize) -> Result<Bytes, Unread> {
     // A body in one piece is kept as it came, without a copy.
     let (mut first, mut joined) = (None::<Bytes>, None::<bytes::BytesMut>);
-    let mut pieces = 0usize;
+    let (mut pieces, mut total) = (0usize, 0usize);
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
+        let Ok(data) = frame.map_err(Unread::Broken)?.into_data() else { continue };
         if data.is_empty() {
             continue;
         }
         pieces += 1;
+        total += data.len();
+        if total > limit {
+            return Err(Unread::TooLarge);
+        }
         if pieces > max_pieces {
-            return Err(Box::new(TooManyPieces));
+            return Err(Unread::TooManyPieces);
         }
         match (&first, &mut joined) {
             (None, _) => first = Some(data),

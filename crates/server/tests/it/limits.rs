@@ -363,3 +363,52 @@ async fn an_http2_body_in_one_byte_frames_is_not_read_to_the_end() {
     assert_eq!(server.post(url, tiny_body()).await.0, 200, "the server goes on serving");
     server.stop().await;
 }
+
+/// Writes the whole of `wire` before reading, as Python's `urllib` does, and returns the answer
+/// once its JSON body has come (or the connection ended).
+async fn write_all_then_read(addr: &str, wire: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(wire).await.expect("the server read the whole body before answering");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).ends_with('}') {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await.unwrap() {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// A client that sends its whole oversized body before reading (Python's urllib, 7–20 MB bodies)
+/// gets the 413 JSON answer, not a broken pipe: the server reads and drops the rest of the body
+/// before answering. Declared by Content-Length, and chunked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_written_before_reading_still_gets_its_413() {
+    let server = TestServer::default().await;
+    let addr = server.inference.trim_start_matches("http://").to_owned();
+    let body = vec![b' '; 12 << 20];
+    let mut wire = format!(
+        "POST /predictions/tiny HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    wire.extend_from_slice(&body);
+    let answer = write_all_then_read(&addr, &wire).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{}", &answer[..answer.len().min(300)]);
+    assert!(answer.contains("max_request_size"), "{answer}");
+
+    let mut wire =
+        b"POST /predictions/tiny HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for piece in body.chunks(1 << 20) {
+        wire.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        wire.extend_from_slice(piece);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let answer = write_all_then_read(&addr, &wire).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{}", &answer[..answer.len().min(300)]);
+    server.stop().await;
+}
