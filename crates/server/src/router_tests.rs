@@ -311,3 +311,41 @@ async fn kserve_v1_predicts_each_instance_and_answers_errors_as_its_sdk_reads_th
     assert!(body["error"].is_string(), "{body}");
     tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
 }
+
+/// Triton's raw binary request: no JSON header, the body is the only input's bytes.
+async fn raw_infer(state: &AppState, raw: Vec<u8>) -> (StatusCode, Value) {
+    let app = router(&[Api::Inference], state.clone());
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v2/models/tiny/infer")
+        .header("inference-header-content-length", "0")
+        .header("content-type", "application/octet-stream")
+        .body(Body::from(raw))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_raw_binary_request_takes_datatype_and_shape_from_the_model() {
+    let s = state(false).await;
+    let rows = |n: usize| -> Vec<u8> { (0..64 * n).flat_map(|_| 0.5_f32.to_le_bytes()).collect() };
+    let (status, body) = raw_infer(&s, rows(1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outputs"][0]["shape"], json!([1, 10]), "{body}");
+    let infer = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5_f32; 64]}]});
+    let (_, with_header) = call(&s, Method::POST, "/v2/models/tiny/infer", Some(infer)).await;
+    assert_eq!(body["outputs"][0]["data"], with_header["outputs"][0]["data"]);
+    // The dynamic batch dimension follows the byte count.
+    let (status, body) = raw_infer(&s, rows(3)).await;
+    assert_eq!((status, body["outputs"][0]["shape"].clone()), (StatusCode::OK, json!([3, 10])));
+    // Bytes that are not whole rows of whole FP32 elements.
+    for raw in [vec![0u8; 3], vec![0u8; 4 * 65]] {
+        let (status, body) = raw_infer(&s, raw).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
+}

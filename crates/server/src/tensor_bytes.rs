@@ -19,6 +19,22 @@ fn element_size(dtype: DType) -> Option<usize> {
     })
 }
 
+/// How many elements of `dtype` `raw` holds, `None` when it is not a whole number of them (a
+/// fixed-size element cut short, or a BYTES length prefix that runs past the end).
+pub(crate) fn element_count(dtype: DType, raw: &[u8]) -> Option<usize> {
+    if let Some(size) = element_size(dtype) {
+        return (raw.len() % size == 0).then_some(raw.len() / size);
+    }
+    let (mut rest, mut count) = (raw, 0usize);
+    while !rest.is_empty() {
+        let (prefix, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*prefix)).ok()?;
+        rest = tail.get(len..)?;
+        count += 1;
+    }
+    Some(count)
+}
+
 /// Appends `data`'s raw encoding to `out`.
 pub(crate) fn encode_into(data: &TensorData, out: &mut Vec<u8>) {
     macro_rules! le {
@@ -176,5 +192,15 @@ mod tests {
         assert!(decode(DType::Bytes, 2, &[0, 0, 0, 0]).unwrap_err().contains("ends early"));
         assert!(decode(DType::Bytes, 1, &[0, 0, 0, 0, 9]).unwrap_err().contains("left over"));
         assert!(decode(DType::I64, usize::MAX, &[]).is_err());
+    }
+
+    #[test]
+    fn elements_are_counted_from_the_bytes() {
+        assert_eq!(element_count(DType::F32, &[0; 8]), Some(2));
+        assert_eq!(element_count(DType::F32, &[0; 7]), None);
+        let two = encode(&TensorData::Bytes(vec![b"ab".to_vec(), Vec::new()]));
+        assert_eq!(element_count(DType::Bytes, &two), Some(2));
+        assert_eq!(element_count(DType::Bytes, &two[..two.len() - 1]), None);
+        assert_eq!(element_count(DType::Bytes, &[]), Some(0));
     }
 }

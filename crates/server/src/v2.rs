@@ -195,6 +195,64 @@ fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<bool, ApiE
     }
 }
 
+/// Triton's raw binary request (`Inference-Header-Content-Length: 0`): the body is the bytes of
+/// the model's only input, its datatype the model's and its shape deduced from the byte count
+/// (at most one dynamic dimension).
+fn raw_request(v: &ModelVersion, raw: &[u8]) -> Result<InferRequest, ApiError> {
+    let signature = v.signature();
+    let [spec] = signature.inputs.as_slice() else {
+        return Err(ApiError::bad_request(format!(
+            "a request without a JSON header ({HEADER_LENGTH}: 0) needs a model with one input; \
+             {} has {}",
+            v.name(),
+            signature.inputs.len()
+        )));
+    };
+    let count = crate::tensor_bytes::element_count(spec.dtype, raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{} bytes are not a whole number of {} elements",
+            raw.len(),
+            spec.dtype.oip_name()
+        ))
+    })?;
+    let dims: Vec<i64> = spec.shape.iter().map(|d| d.as_i64()).collect();
+    let fixed: i64 = dims.iter().filter(|d| **d >= 0).product();
+    let shape = match dims.iter().filter(|d| **d < 0).count() {
+        0 => dims,
+        1 if fixed > 0 && i64::try_from(count).is_ok_and(|c| c % fixed == 0) => {
+            let free = i64::try_from(count).unwrap_or(0) / fixed;
+            dims.into_iter().map(|d| if d < 0 { free } else { d }).collect()
+        }
+        1 => {
+            return Err(ApiError::bad_request(format!(
+                "{count} elements do not fill input `{}` of shape {dims:?}",
+                spec.name
+            )));
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "the shape of input `{}` ({dims:?}) cannot be deduced from the byte count: send \
+                 the JSON header",
+                spec.name
+            )));
+        }
+    };
+    Ok(InferRequest {
+        id: None,
+        parameters: None,
+        inputs: vec![InferInput {
+            name: spec.name.clone(),
+            shape,
+            datatype: spec.dtype.oip_name().to_owned(),
+            data: None,
+            parameters: Some(
+                [("binary_data_size".to_owned(), json!(raw.len()))].into_iter().collect(),
+            ),
+        }],
+        outputs: None,
+    })
+}
+
 /// Splits a body into its JSON part and the raw tensor bytes after it.
 pub(crate) fn split_binary(
     headers: &HeaderMap,
@@ -230,8 +288,12 @@ async fn run_infer(
     let mut ticket = v.admit(options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let (json_part, binary) = split_binary(&headers, &bytes)?;
-    let request: InferRequest = serde_json::from_slice(&json_part)
-        .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+    let request: InferRequest = if json_part.is_empty() && headers.contains_key(HEADER_LENGTH) {
+        raw_request(&v, &binary)?
+    } else {
+        serde_json::from_slice(&json_part)
+            .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?
+    };
     let inputs = tensors(&v, request.inputs, &binary)?;
     let all_binary = flag(request.parameters.as_ref(), "binary_data_output")?;
     let wanted = match request.outputs.as_deref() {
