@@ -23,7 +23,7 @@ fn element_size(dtype: DType) -> Option<usize> {
 /// fixed-size element cut short, or a BYTES length prefix that runs past the end).
 pub(crate) fn element_count(dtype: DType, raw: &[u8]) -> Option<usize> {
     if let Some(size) = element_size(dtype) {
-        return (raw.len() % size == 0).then_some(raw.len() / size);
+        return raw.len().is_multiple_of(size).then_some(raw.len() / size);
     }
     let (mut rest, mut count) = (raw, 0usize);
     while !rest.is_empty() {

@@ -149,7 +149,11 @@ fn broken_management(rng: &mut Rng) -> (Method, String) {
             Method::POST,
             format!("/models?url=tiny&model_name={}", rng.pick(&["a/b", "..", "x y", "é", "tiny"])),
         ),
-        4 => (Method::PUT, format!("/models/tiny?min_worker={}", rng.pick(&junk))),
+        // Unparsable counts are "not given", as TorchServe reads them; negative ones are refused.
+        4 => (
+            Method::PUT,
+            format!("/models/tiny?min_worker={}", rng.pick(&["-1", "-7", "-2147483648"])),
+        ),
         5 => (Method::PUT, "/models/tiny?min_worker=3&max_worker=1".to_owned()),
         6 => (Method::GET, format!("/models/{}", rng.pick(&["nope", "tiny/9.9", "%ff"]))),
         7 => (Method::PUT, format!("/models/tiny/{}/set-default", rng.pick(&["9.9", "..", "x"]))),

@@ -52,7 +52,6 @@ async fn register_describe_scale_unregister() {
     assert_eq!(s.post(format!("{m}/models?url=../etc"), "").await.0, 400);
     assert_eq!(s.post(format!("{m}/models?url=https://example.com/x.mar"), "").await.0, 400);
     assert_eq!(s.post(format!("{m}/models"), "").await.0, 400);
-    assert_eq!(s.post(format!("{m}/models?url=tiny&batch_size=many"), "").await.0, 400);
 
     // Scale up and down, synchronously.
     let (status, body) =
@@ -102,7 +101,9 @@ async fn list_pages_through_models() {
     assert_eq!(body, json!({"models": [{"modelName": "c", "modelUrl": "digits"}]}));
     let (_, body) = s.get(format!("{}/models", s.management)).await;
     assert_eq!(body["models"].as_array().unwrap().len(), 3);
-    assert_eq!(s.get(format!("{}/models?next_page_token=x", s.management)).await.0, 400);
+    // A token that is no position is the start, as TorchServe reads it.
+    let (status, body) = s.get(format!("{}/models?next_page_token=x", s.management)).await;
+    assert_eq!((status, body["models"].as_array().map(Vec::len)), (200, Some(3)));
     s.stop().await;
 }
 
