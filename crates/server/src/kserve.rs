@@ -57,6 +57,16 @@ pub(crate) async fn ready(
     }
 }
 
+/// `GET /v1/models/{m}` on the management port, as TorchServe answers it there: 200 with whether
+/// the model can answer (KServe's TorchServe runtime asks there).
+pub(crate) async fn management_ready(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = state.registry.get(&model, None)?;
+    Ok(Json(json!({"name": v.name(), "ready": v.not_serving_reason().is_none()})))
+}
+
 /// `POST /v1/models/{m}:predict` and `:explain` (the verb is part of the path's last segment).
 pub(crate) async fn call(
     State(state): State<AppState>,

@@ -379,7 +379,15 @@ fn router(apis: &[Api], state: AppState) -> Router {
     for api in apis {
         router = router.merge(match api {
             Api::Inference => inference_routes(),
-            Api::Management => management_routes(),
+            Api::Management => {
+                let routes = management_routes();
+                // On a listener shared with inference, its KServe readiness answers instead.
+                if apis.contains(&Api::Inference) {
+                    routes
+                } else {
+                    routes.route("/v1/models/{model}", get(kserve::management_ready))
+                }
+            }
             Api::Metrics => Router::new().route("/metrics", get(metrics::metrics)),
             Api::GrpcInference | Api::GrpcManagement => Router::new(),
         });

@@ -304,8 +304,18 @@ async fn kserve_v1_predicts_each_instance_and_answers_errors_as_its_sdk_reads_th
     let (status, body) = call(&s, Method::GET, "/v1/no/such/path", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string(), "{body}");
-    // Not ready: 503, which the SDK's is_model_ready reads as false.
+    // Not ready: 503, which the SDK's is_model_ready reads as false; the management port answers
+    // 200 with `ready` as TorchServe's.
+    let (status, body) = call(&s, Method::GET, "/v1/models/tiny", None).await;
+    assert_eq!((status, body["ready"].clone()), (StatusCode::OK, json!(true)));
     s.registry.get("tiny", None).unwrap().scale(0, 0);
+    let app = router(&[Api::Management], s.clone());
+    let request = Request::builder().uri("/v1/models/tiny").body(Body::empty()).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body, json!({"name": "tiny", "ready": false}));
     let (status, body) = call(&s, Method::GET, "/v1/models/tiny", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"].is_string(), "{body}");
