@@ -1,11 +1,14 @@
 //! TorchServe's inference API: `/ping`, `/predictions/{model}[/{version}]` and
 //! `/explanations/{model}[/{version}]` (for handlers that run in worker processes, which explain).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use oxserve_core::ModelVersion;
 use serde_json::json;
 
 use crate::body::{payload, read_limited};
@@ -30,7 +33,8 @@ pub(crate) async fn predict(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(state, &path, Ask::Predict, &uri, headers, body).await
+    let version = state.registry.get(&path.model, path.version.as_deref())?;
+    run(state, version, Ask::Predict, &uri, headers, body).await
 }
 
 /// `POST /explanations/{model}[/{version}]`: the handler's `explain` path; only handlers that run
@@ -42,18 +46,21 @@ pub(crate) async fn explain(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run(state, &path, Ask::Explain, &uri, headers, body).await
+    let version = state.registry.get(&path.model, path.version.as_deref())?;
+    run(state, version, Ask::Explain, &uri, headers, body).await
 }
 
-async fn run(
+/// One request to `version`'s handler: a model the server runs answers with its handler's
+/// prediction, one on worker processes with its handler's own answer (KServe v1 hands those here
+/// too: their handler's envelope reads the body).
+pub(crate) async fn run(
     state: AppState,
-    path: &ModelPath,
+    version: Arc<ModelVersion>,
     ask: Ask,
     uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = state.registry.get(&path.model, path.version.as_deref())?;
     if ask == Ask::Explain && !version.is_hosted() {
         return Err(ApiError::bad_request(format!(
             "model {} runs a built-in handler, which has no explanations",

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::body::{payload, read_limited};
+use crate::body::read_limited;
 use crate::error::ApiError;
 use crate::hosted::Ask;
 
@@ -75,9 +75,9 @@ pub(crate) async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let ask = match target.rsplit_once(':') {
-        Some((_, "predict")) => Ask::Predict,
-        Some((_, "explain")) => Ask::Explain,
+    let (model, ask) = match target.rsplit_once(':') {
+        Some((model, "predict")) => (model, Ask::Predict),
+        Some((model, "explain")) => (model, Ask::Explain),
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -90,9 +90,13 @@ pub(crate) async fn call(
             .v2());
         }
     };
-    let model = target.rsplit_once(':').map_or(target.as_str(), |(m, _)| m);
     let version = lookup(&state, model)?;
-    run(state, version, ask, &uri, headers, body).await.map_err(ApiError::v2)
+    let answer = if version.is_hosted() {
+        crate::inference::run(state, version, ask, &uri, headers, body).await
+    } else {
+        instances(state, version, ask, headers, body).await
+    };
+    answer.map_err(ApiError::v2)
 }
 
 fn lookup(state: &AppState, model: &str) -> Result<Arc<ModelVersion>, ApiError> {
@@ -104,23 +108,14 @@ struct Instances {
     instances: Vec<Value>,
 }
 
-async fn run(
+/// A model the server runs: each instance through its handler, answered as `predictions`.
+async fn instances(
     state: AppState,
     version: Arc<ModelVersion>,
     ask: Ask,
-    uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let options = crate::observe::options(&headers);
-    let bytes = read_limited(&headers, body, &state.config).await?;
-    if version.is_hosted() {
-        let ticket = version.admit(options.clone())?;
-        let payload = payload(&headers, bytes).await?;
-        let id = options.request_id.unwrap_or_default();
-        let request = crate::hosted::request(id, &headers, uri, payload, ask)?;
-        return crate::hosted::answer(ticket, request).await;
-    }
     if ask == Ask::Explain {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -128,6 +123,8 @@ async fn run(
             format!("model {} runs a built-in handler, which has no explanations", version.name()),
         ));
     }
+    let options = crate::observe::options(&headers);
+    let bytes = read_limited(&headers, body, &state.config).await?;
     let Instances { instances } = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!(
             "a KServe v1 request is a JSON object {{\"instances\": [...]}}: {e}"

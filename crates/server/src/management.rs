@@ -63,11 +63,6 @@ pub(crate) async fn register(
     params: Result<Query<RegisterParams>, QueryRejection>,
 ) -> Result<Answer, ApiError> {
     let p = query(params)?;
-    // A startup timeout TorchServe would time out at once (0) is refused here, not read as unset.
-    let startup_timeout = match p.startup_timeout.as_deref().map(str::trim) {
-        Some("0") => Some(0),
-        other => number(other),
-    };
     service::register(
         &state,
         service::Register {
@@ -78,7 +73,8 @@ pub(crate) async fn register(
             batch_size: number(p.batch_size.as_deref()),
             max_batch_delay: number(p.max_batch_delay.as_deref()),
             response_timeout: number(p.response_timeout.as_deref()),
-            startup_timeout,
+            // 0, which TorchServe would time out at once, stays 0: the settings refuse it.
+            startup_timeout: number(p.startup_timeout.as_deref()),
             initial_workers: number(p.initial_workers.as_deref()),
             // TorchServe's code (not its docs) defaults to a synchronous register.
             synchronous: flag(p.synchronous.as_deref(), true),

@@ -49,7 +49,6 @@ async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let app = router(&[Api::Inference, Api::Management], state.clone());
     let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
     let request = Request::builder()
         .method(method)
@@ -57,7 +56,12 @@ async fn call(
         .header("content-type", "application/json")
         .body(body)
         .unwrap();
-    let response = app.oneshot(request).await.unwrap();
+    send(state, &[Api::Inference, Api::Management], request).await
+}
+
+/// `request` through a router serving `apis`; the status and the JSON body (null if not JSON).
+async fn send(state: &AppState, apis: &[Api], request: Request<Body>) -> (StatusCode, Value) {
+    let response = router(apis, state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -309,13 +313,9 @@ async fn kserve_v1_predicts_each_instance_and_answers_errors_as_its_sdk_reads_th
     let (status, body) = call(&s, Method::GET, "/v1/models/tiny", None).await;
     assert_eq!((status, body["ready"].clone()), (StatusCode::OK, json!(true)));
     s.registry.get("tiny", None).unwrap().scale(0, 0);
-    let app = router(&[Api::Management], s.clone());
     let request = Request::builder().uri("/v1/models/tiny").body(Body::empty()).unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(body, json!({"name": "tiny", "ready": false}));
+    let (status, body) = send(&s, &[Api::Management], request).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"name": "tiny", "ready": false})));
     let (status, body) = call(&s, Method::GET, "/v1/models/tiny", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"].is_string(), "{body}");
@@ -324,7 +324,6 @@ async fn kserve_v1_predicts_each_instance_and_answers_errors_as_its_sdk_reads_th
 
 /// Triton's raw binary request: no JSON header, the body is the only input's bytes.
 async fn raw_infer(state: &AppState, raw: Vec<u8>) -> (StatusCode, Value) {
-    let app = router(&[Api::Inference], state.clone());
     let request = Request::builder()
         .method(Method::POST)
         .uri("/v2/models/tiny/infer")
@@ -332,10 +331,7 @@ async fn raw_infer(state: &AppState, raw: Vec<u8>) -> (StatusCode, Value) {
         .header("content-type", "application/octet-stream")
         .body(Body::from(raw))
         .unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    send(state, &[Api::Inference], request).await
 }
 
 #[tokio::test]

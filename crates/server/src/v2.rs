@@ -217,11 +217,11 @@ fn raw_request(v: &ModelVersion, raw: &[u8]) -> Result<InferRequest, ApiError> {
     })?;
     let dims: Vec<i64> = spec.shape.iter().map(|d| d.as_i64()).collect();
     let fixed: i64 = dims.iter().filter(|d| **d >= 0).product();
+    let elements = i64::try_from(count).unwrap_or(i64::MAX);
     let shape = match dims.iter().filter(|d| **d < 0).count() {
         0 => dims,
-        1 if fixed > 0 && i64::try_from(count).is_ok_and(|c| c % fixed == 0) => {
-            let free = i64::try_from(count).unwrap_or(0) / fixed;
-            dims.into_iter().map(|d| if d < 0 { free } else { d }).collect()
+        1 if fixed > 0 && elements % fixed == 0 => {
+            dims.into_iter().map(|d| if d < 0 { elements / fixed } else { d }).collect()
         }
         1 => {
             return Err(ApiError::bad_request(format!(
