@@ -26,6 +26,8 @@ enum Command {
     Bench(Box<commands::bench::BenchArgs>),
     /// Sweep workers, batch size and delay; recommend the best configuration under a P99 SLA.
     Tune(Box<commands::tune::TuneArgs>),
+    /// Redact PII in Contact Lens transcripts and text files: a file, or every file in a folder.
+    Redact(commands::redact::RedactArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Archive(args) => commands::archive::run(args),
         Command::Bench(args) => commands::bench::run(*args),
         Command::Tune(args) => commands::tune::run(*args),
+        Command::Redact(args) => commands::redact::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,9 +54,11 @@ impl Format {
     }
 }
 
-/// Redacts or reports one document held in `bytes`; returns the bytes to write.
+/// Redacts or reports one document held in `bytes` (named `name` in offset reports, as
+/// Comprehend's `File`); returns the bytes to write.
 pub fn process(
     detector: &Detector,
+    name: &str,
     bytes: &[u8],
     format: Format,
     output: Output,
@@ -74,7 +76,11 @@ pub fn process(
                     contact_lens::redact(detector, &mut transcript, redaction)?;
                     transcript
                 }
-                Output::Offsets => contact_lens::offsets(detector, &transcript, redaction)?,
+                Output::Offsets => {
+                    let mut report = contact_lens::offsets(detector, &transcript, redaction)?;
+                    report["File"] = json!(name);
+                    report
+                }
             };
             Ok(serde_json::to_vec_pretty(&out)?)
         }
@@ -88,7 +94,7 @@ pub fn process(
                 Output::Offsets => {
                     let kept: Vec<_> =
                         entities.into_iter().filter(|e| redaction.selects(e)).collect();
-                    serde_json::to_vec(&json!({ "Entities": kept }))?
+                    serde_json::to_vec(&json!({ "Entities": kept, "File": name }))?
                 }
             })
         }

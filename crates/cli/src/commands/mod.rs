@@ -2,5 +2,6 @@
 
 pub(crate) mod archive;
 pub(crate) mod bench;
+pub(crate) mod redact;
 pub(crate) mod serve;
 pub(crate) mod tune;

@@ -5,5 +5,6 @@
 
 mod archive_cli;
 mod bench_cli;
+mod redact_cli;
 mod serve_cli;
 mod tune_cli;
