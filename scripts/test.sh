@@ -14,6 +14,8 @@ bash scripts/install-onnxruntime.sh >/dev/null
 bash scripts/install-minilm.sh >/dev/null
 # NVIDIA's tritonclient (HTTP and gRPC) into .venv-triton, for the protocol interop test.
 bash scripts/install-tritonclient.sh >/dev/null
+# AWS's boto3 into .venv-aws, for the Comprehend API interop test.
+bash scripts/install-boto3.sh >/dev/null
 # TorchServe's Python worker (no torch, no Java) into .venv-python-worker, for the Python handler tests.
 bash scripts/install-python-worker.sh >/dev/null
 # Debian's CPU PyTorch and a venv on it (.venv-python-torch), for PyTorch models on those workers.

@@ -142,6 +142,13 @@ impl Keys {
         Some((KINDS[i], expired))
     }
 
+    /// The `kind` key's secret while it has not expired: what an AWS SDK signs with (SigV4).
+    pub(crate) fn secret(&self, kind: KeyKind) -> Option<String> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let key = &keys[KINDS.iter().position(|k| *k == kind)?];
+        key.expires.is_none_or(|t| SystemTime::now() <= t).then(|| key.secret.clone())
+    }
+
     fn rotate(&self, kind: KeyKind) -> std::io::Result<serde_json::Value> {
         let index = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
         let fresh = Key::new(self.config.expiration)?;
@@ -180,8 +187,8 @@ fn unauthorized(message: &str) -> Response {
 
 /// Paths that answer without a key: health checks for probes, and metrics (as in TorchServe; the
 /// metrics listener is on loopback by default).
-fn is_open(path: &str) -> bool {
-    crate::observe::is_health_check(path) || path == "/metrics"
+fn is_open(method: &axum::http::Method, path: &str) -> bool {
+    crate::observe::is_health_check(method, path) || path == "/metrics"
 }
 
 /// The token of an `Authorization: Bearer <key>` value (HTTP header or gRPC metadata).
@@ -230,7 +237,9 @@ pub(crate) async fn require(
         return next.run(request).await;
     };
     let path = request.uri().path();
-    if is_open(path) {
+    if is_open(request.method(), path) || crate::comprehend::is_signed(&request) {
+        // A request signed with AWS Signature Version 4 is checked by the Comprehend API, which
+        // needs the body to check it.
         return next.run(request).await;
     }
     let needed = if path == "/token" {

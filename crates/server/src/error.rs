@@ -22,6 +22,9 @@ use tonic::Code;
 /// What a client is told of a failure of the server's own; the details go to the log.
 const INTERNAL: &str = "internal error while serving the request; the server log has the details";
 
+/// The content type of AWS JSON 1.1 requests and answers.
+pub(crate) const AWS_JSON: &str = "application/x-amz-json-1.1";
+
 /// Which body shape an error is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Style {
@@ -29,6 +32,8 @@ pub(crate) enum Style {
     TorchServe,
     /// `{"error": "…"}`
     V2,
+    /// AWS JSON 1.1: `{"__type": "InvalidRequestException", "message": "…"}` (the Comprehend API).
+    Aws,
 }
 
 /// An error on its way to the client.
@@ -102,6 +107,12 @@ impl ApiError {
     /// Writes this error in the Open Inference Protocol's shape.
     pub(crate) fn v2(mut self) -> Self {
         self.style = Style::V2;
+        self
+    }
+
+    /// Writes this error as an AWS service does (`kind` is then the AWS exception name).
+    pub(crate) fn aws(mut self) -> Self {
+        self.style = Style::Aws;
         self
     }
 
@@ -282,9 +293,13 @@ impl IntoResponse for ApiError {
                 json!({"code": self.status.as_u16(), "type": self.kind, "message": self.message})
             }
             Style::V2 => json!({"error": self.message}),
+            Style::Aws => json!({"__type": self.kind, "message": self.message}),
         };
         let failure = self.failure();
         let mut response = (self.status, Json(body)).into_response();
+        if self.style == Style::Aws {
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(AWS_JSON));
+        }
         response.extensions_mut().insert(failure);
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -15,6 +15,7 @@
 
 mod auth;
 mod body;
+mod comprehend;
 mod describe;
 mod error;
 pub mod grpc;
@@ -28,6 +29,7 @@ mod observe;
 #[cfg(test)]
 mod router_tests;
 mod services;
+mod sigv4;
 mod tensor_bytes;
 mod v2;
 
@@ -139,6 +141,8 @@ pub(crate) struct AppState {
     /// Set when shutdown starts: readiness answers 503 and new requests are refused while accepted
     /// ones finish.
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The PII detector of the Comprehend API, built on its first request.
+    pub(crate) pii: Arc<std::sync::OnceLock<oxserve_pii::Detector>>,
 }
 
 /// `{model}` and, on the versioned twin of a route, `{version}`: one handler serves both.
@@ -229,7 +233,13 @@ impl Server {
         };
         let draining = Arc::default();
         Ok(Self {
-            state: AppState { registry, config: Arc::new(config), keys, draining },
+            state: AppState {
+                registry,
+                config: Arc::new(config),
+                keys,
+                draining,
+                pii: Arc::default(),
+            },
             listeners,
             tls,
         })
@@ -431,7 +441,7 @@ fn inference_routes() -> Router<AppState> {
         .route("/predictions/{model}/{version}", post(inference::predict))
         .route("/explanations/{model}", post(inference::explain))
         .route("/explanations/{model}/{version}", post(inference::explain))
-        .route("/", get(kserve::live))
+        .route("/", get(kserve::live).post(comprehend::call))
         .route("/v1/models", get(kserve::list))
         .route("/v1/models/{model}", get(kserve::ready).post(kserve::call))
         .route("/v2", get(v2::server_metadata))

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use oxserve_core::RequestOptions;
@@ -17,8 +17,9 @@ use oxserve_core::metrics::RequestTimings;
 use crate::AppState;
 
 /// Health checks: open without a key (probes carry none) and answered while draining.
-pub(crate) fn is_health_check(path: &str) -> bool {
-    matches!(path, "/" | "/ping" | "/v2/health/live" | "/v2/health/ready")
+pub(crate) fn is_health_check(method: &Method, path: &str) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && matches!(path, "/" | "/ping" | "/v2/health/live" | "/v2/health/ready")
 }
 
 /// The header carrying the request id.
@@ -86,7 +87,7 @@ async fn record_answer(
     let started = Instant::now();
     let metrics = state.registry.metrics();
     if refuse_while_draining
-        && !is_health_check(request.uri().path())
+        && !is_health_check(request.method(), request.uri().path())
         && state.draining.load(std::sync::atomic::Ordering::Acquire)
     {
         let refused = oxserve_core::EngineError::Unavailable("the server is shutting down".into());

@@ -39,7 +39,13 @@ async fn state_with(enable_model_api: bool, engine: EngineConfig) -> AppState {
     };
     registry.register(request).await.unwrap();
     let config = ServerConfig { enable_model_api, auth: None, ..ServerConfig::on_free_ports() };
-    AppState { registry, config: Arc::new(config), keys: None, draining: Arc::default() }
+    AppState {
+        registry,
+        config: Arc::new(config),
+        keys: None,
+        draining: Arc::default(),
+        pii: Arc::default(),
+    }
 }
 
 /// One request through the inference and management routes; the status and the JSON body.

@@ -6,6 +6,7 @@
 mod auth;
 mod binary_tensors;
 mod common;
+mod comprehend;
 mod engines;
 mod fuzz_corpus;
 mod grpc;
