@@ -13,6 +13,7 @@ pub mod contact_lens;
 mod cues;
 pub mod document;
 mod entity;
+pub mod eval;
 mod names;
 mod numbers;
 mod patterns;
@@ -81,12 +82,25 @@ impl Detector {
         let mut carried: Vec<Vec<(usize, cues::Cue)>> = Vec::with_capacity(turns.len());
         for (i, turn) in turns.iter().enumerate() {
             let text = turn.as_ref();
-            let before = (1..=2)
+            // The nearest of the two turns before with a cue of its own, or one passed on. An order
+            // number mentioned there makes this turn's number an order number only when asked for
+            // ("What's the order number?"), not when it was merely said.
+            let nearest = (1..=2)
                 .filter_map(|back| i.checked_sub(back))
-                .map(|j| if cues[j].is_empty() { &carried[j][..] } else { &cues[j][..] })
-                .find(|c| !c.is_empty())
-                .unwrap_or(&[]);
-            let context = CueContext { own: &cues[i], before };
+                .find(|&j| !cues[j].is_empty() || !carried[j].is_empty());
+            let before: Vec<(usize, cues::Cue)> = match nearest {
+                Some(j) if cues[j].is_empty() => carried[j].clone(),
+                Some(j) => {
+                    let asked = turns[j].as_ref().contains('?');
+                    cues[j]
+                        .iter()
+                        .copied()
+                        .filter(|(_, cue)| asked || *cue != cues::Cue::NotPii)
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let context = CueContext { own: &cues[i], before: &before };
             let passed_on = match context.asked() {
                 Some(cue) if cues[i].is_empty() && text.bytes().any(|b| b.is_ascii_digit()) => {
                     vec![(0, cue)]
