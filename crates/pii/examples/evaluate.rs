@@ -3,7 +3,8 @@
 //!     cargo run --release -p oxserve-pii --example evaluate -- crates/pii/eval/heldout-calls.jsonl
 //!
 //! Prints the per-type table (see `oxserve_pii::eval`), then the speed: every turn of the file
-//! detected as its calls, on one thread, repeated for at least two seconds.
+//! detected as its calls, on one thread, repeated for at least two seconds. With
+//! `PII_EVAL_ERRORS=NAME` (a type, or `NEGATIVE`) it first lists that type's misses and false alarms.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scores.add(&detector, call);
     }
     println!("{} calls from {path}\n\n{}", calls.len(), scores.report());
+    if let Ok(kind) = std::env::var("PII_EVAL_ERRORS") {
+        print_errors(&detector, &calls, &kind);
+    }
 
     let conversations: Vec<Vec<&str>> =
         calls.iter().map(|c| c.turns.iter().map(|t| t.text.as_str()).collect()).collect();
@@ -46,4 +50,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         chars as f64 / turns as f64
     );
     Ok(())
+}
+
+/// Lists the misses and false alarms of one type (or the look-alikes flagged), with their turns.
+fn print_errors(detector: &Detector, calls: &[Call], kind: &str) {
+    let span =
+        |text: &str, b: usize, e: usize| text.chars().skip(b).take(e - b).collect::<String>();
+    for call in calls {
+        let texts: Vec<&str> = call.turns.iter().map(|t| t.text.as_str()).collect();
+        for (turn, found) in call.turns.iter().zip(detector.detect_conversation(&texts)) {
+            let hit =
+                |b: usize, e: usize| found.iter().any(|f| f.begin_offset < e && b < f.end_offset);
+            if kind == "NEGATIVE" {
+                for n in turn.negatives.iter().filter(|n| hit(n.begin, n.end)) {
+                    let by: Vec<_> = found
+                        .iter()
+                        .filter(|f| f.begin_offset < n.end && n.begin < f.end_offset)
+                        .map(|f| f.kind.as_str())
+                        .collect();
+                    println!(
+                        "{} {:?} flagged {by:?}: {}",
+                        n.kind,
+                        span(&turn.text, n.begin, n.end),
+                        turn.text
+                    );
+                }
+                continue;
+            }
+            for g in turn.entities.iter().filter(|g| g.kind.as_str() == kind) {
+                if !found
+                    .iter()
+                    .any(|f| f.kind == g.kind && f.begin_offset < g.end && g.begin < f.end_offset)
+                {
+                    println!("MISS {:?}: {}", span(&turn.text, g.begin, g.end), turn.text);
+                }
+            }
+            for f in found.iter().filter(|f| f.kind.as_str() == kind) {
+                if !turn
+                    .entities
+                    .iter()
+                    .any(|g| g.kind == f.kind && f.begin_offset < g.end && g.begin < f.end_offset)
+                {
+                    println!(
+                        "FALSE {:?}: {}",
+                        span(&turn.text, f.begin_offset, f.end_offset),
+                        turn.text
+                    );
+                }
+            }
+        }
+    }
 }

@@ -143,6 +143,11 @@ const PHRASES: &[(&str, Cue)] = &[
     ("ending in", Cue::LastFour),
     ("ends in", Cue::LastFour),
     ("ending with", Cue::LastFour),
+    ("hold number", Cue::NotPii),
+    ("pickup number", Cue::NotPii),
+    ("receipt", Cue::NotPii),
+    ("record locator", Cue::NotPii),
+    ("confirmation code", Cue::NotPii),
     ("order", Cue::NotPii),
     ("ticket", Cue::NotPii),
     ("tracking", Cue::NotPii),
@@ -199,8 +204,26 @@ impl CueFinder {
                     })
             })
             .map(|m| (m.end(), PHRASES[m.pattern().as_usize()].1))
+            .filter(|&(end, cue)| cue != Cue::NotPii || names_a_number(text, end))
             .collect()
     }
+}
+
+/// Whether an order, case, flight... phrase ending at `end` names a number ("order number",
+/// "ticket #", "order 12345") rather than the thing ("a mobile number in case of delays").
+fn names_a_number(text: &str, end: usize) -> bool {
+    let rest = text[end..].trim_start_matches('s').trim_start();
+    let word = rest
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '#')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    text[..end].ends_with("number")
+        || rest.starts_with(|c: char| c.is_ascii_digit() || c == '#')
+        || matches!(
+            word.as_str(),
+            "number" | "numbers" | "no" | "id" | "code" | "reference" | "is" | "#"
+        )
 }
 
 /// How far (bytes) a cue reaches forward in its own turn.

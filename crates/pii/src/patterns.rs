@@ -14,6 +14,14 @@ const ORDINAL: &str = r"(?:\d{1,2}(?:st|nd|rd|th)?|first|second|third|fourth|fif
 const YEAR: &str = r"(?:\d{4}|(?:nineteen|twenty)[- ](?:oh[- ])?[a-z]+(?:[- ][a-z]+)?|two thousand(?: and)?(?: [a-z]+(?:[- ][a-z]+)?)?)";
 const NUMBER_WORD: &str = r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|one|two|three|four|five|six|seven|eight|nine)";
 
+/// Words before "at <domain>" that make it a web site, not a spoken e-mail address.
+const NOT_A_MAILBOX: &[&str] = &[
+    "in", "it", "online", "us", "me", "them", "him", "her", "there", "here", "site", "website",
+    "out", "up", "on", "back", "this", "that", "which", "email", "mail", "sign", "log", "logged",
+    "find", "visit", "go", "check", "reach", "contact", "anytime", "page", "portal", "account",
+    "form", "app", "directly", "login", "register", "signup", "apply", "pay", "order",
+];
+
 /// The compiled recognisers (built once per detector).
 #[derive(Debug)]
 pub(crate) struct Patterns {
@@ -101,7 +109,12 @@ impl Patterns {
             || text.contains(" at ") && text.contains('.')
         {
             for m in self.spoken_email.find_iter(text) {
-                push(m.start(), m.end(), EntityType::Email, 0.9);
+                // "sign in at example.com", "find it online at www.example.com": a place, not a mailbox.
+                let local = m.as_str().split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+                let site = m.as_str().to_ascii_lowercase().contains(" at www");
+                if !site && !NOT_A_MAILBOX.contains(&local.as_str()) {
+                    push(m.start(), m.end(), EntityType::Email, 0.9);
+                }
             }
         }
         if text.contains('.') {

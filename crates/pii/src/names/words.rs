@@ -41,6 +41,20 @@ pub(super) const ORGANISATION: &[&str] = &[
     "stores", "hardware", "restaurant", "cafe", "hotel", "fargo", "stanley", "schwab", "sachs", "lynch",
     "depot", "foundation", "center", "centre", "credit", "union", "mutual", "health", "dental", "energy",
     "logistics", "media", "holdings", "trust", "capital",
+    "supply", "supplies", "communications", "travel", "electronics", "kitchen", "outdoor", "outdoors", "cable", "internet",
+    "books", "noodle", "house", "garden", "gardens", "shop", "goods", "sports", "fitness", "gym", "salon", "spa", "studio", "labs",
+    "software", "networks", "network", "wireless", "telecom", "utilities", "airways", "shipping", "freight", "express",
+    "delivery", "rentals", "rental", "repair", "cleaning", "landscaping", "roofing", "heating", "optical", "care", "properties",
+    "homes", "builders", "design", "furniture", "outfitters", "apparel", "boutique", "jewelers", "automotive", "tire", "tires",
+    "collision", "marine", "pets", "veterinary", "bakery", "pizza", "grill", "diner", "bistro", "brewing", "coffee", "deli",
+    "catering", "entertainment", "cinema", "theater", "records", "press", "publishing", "printing", "consulting", "agency",
+    "advisors", "accounting", "legal", "attorneys", "lending", "mortgage", "loan", "loans", "finance", "investments",
+    "securities", "wealth", "management", "staffing", "industries", "manufacturing", "international", "savings", "lines",
+    "cruise", "cruises", "power", "broadband", "fiber", "telephone", "mobile", "vacations", "tours", "travels", "airline",
+    "motel", "inn", "resort", "resorts", "hotels", "club", "supermarket", "grocery", "foods", "farms", "dairy", "outlet",
+    "mart", "depot", "warehouse", "distribution", "logistic", "transport", "transportation", "movers", "moving", "storage",
+    "plumbers", "electricians", "contractors", "dentistry", "orthodontics", "pediatrics", "family", "practice", "institute",
+    "academy", "library", "museum", "gallery", "bookstore", "books", "cellular", "tech", "digital", "computers", "computer",
 ];
 
 #[rustfmt::skip]
