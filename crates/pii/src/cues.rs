@@ -62,6 +62,9 @@ const PHRASES: &[(&str, Cue)] = &[
     ("3 digit code", Cue::Cvv),
     ("3-digit code", Cue::Cvv),
     ("code on the back", Cue::Cvv),
+    // Alone, after card questions ("and the code is 897"); "zip code" and "confirmation code" are
+    // longer phrases and win.
+    ("code", Cue::Cvv),
     ("expiration", Cue::Expiry),
     ("expiry", Cue::Expiry),
     ("expires", Cue::Expiry),
@@ -257,7 +260,15 @@ impl CueContext<'_> {
             .iter()
             .skip_while(|(_, cue)| *cue != Cue::LastFour)
             .find(|(_, cue)| *cue != Cue::LastFour);
+        // Otherwise the first specific thing asked for ("the username on the account", "the
+        // account PIN"), else the last cue.
+        let specific = || {
+            self.before
+                .iter()
+                .find(|(_, cue)| !matches!(cue, Cue::LastFour | Cue::Account | Cue::Card))
+        };
         after_last_four
+            .or_else(specific)
             .or_else(|| self.before.iter().rev().find(|(_, cue)| *cue != Cue::LastFour))
             .map(|(_, cue)| *cue)
     }

@@ -28,6 +28,7 @@ pub(crate) struct Patterns {
     email: Regex,
     spoken_email: Regex,
     url: Regex,
+    spoken_url: Regex,
     ipv4: Regex,
     ipv6: Regex,
     mac: Regex,
@@ -68,6 +69,9 @@ impl Patterns {
             ),
             spoken_email: re(
                 r"(?i)\b[a-z0-9]+(?:\s+(?:dot|underscore|dash|hyphen)\s+[a-z0-9]+|[._][a-z0-9]+)*\s+at\s+[a-z0-9]+(?:(?:\s+dot\s+|\.)[a-z0-9]+)*(?:\s+dot\s+|\.)(?:com|net|org|edu|gov|io|co|us|biz|info|me|mail)\b",
+            ),
+            spoken_url: re(
+                r"(?i)\b(?:www dot |w w w dot )?[a-z0-9-]+(?:\s+dot\s+[a-z0-9-]+)*\s+dot\s+(?:com|net|org|io|gov|edu|info|biz|us)\b(?:\s+slash\s+[a-z0-9/_-]+)*",
             ),
             url: re(
                 r"(?i)\b(?:https?://|www\.)[^\s<>]+|\b[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|gov|edu|info|biz)(?:/[^\s]*)?",
@@ -122,6 +126,11 @@ impl Patterns {
                 let end = m.start()
                     + text[m.start()..m.end()].trim_end_matches(['.', ',', ')', '?', '!']).len();
                 push(m.start(), end, EntityType::Url, 0.85);
+            }
+        }
+        if contains_word(text, "dot") {
+            for m in self.spoken_url.find_iter(text) {
+                push(m.start(), m.end(), EntityType::Url, 0.8);
             }
         }
         if has_digit && text.contains('.') {
@@ -215,7 +224,9 @@ impl Patterns {
                 continue;
             }
             for m in date.find_iter(text) {
-                let kind = if cues.at(m.start()) == Some(Cue::Expiry) {
+                // A month and year (pattern 2) after "expiration" is a card's expiry; a date with a
+                // day is a date, whatever expires on it.
+                let kind = if i == 2 && cues.mentions(Cue::Expiry) {
                     EntityType::CreditDebitExpiry
                 } else {
                     EntityType::DateTime
@@ -264,7 +275,15 @@ impl Patterns {
             let start = from + m.start();
             // After the cue in the same turn, the value must be introduced ("is") or look like one.
             let introduced = caps.get(1).is_some() || value.bytes().any(|b| b.is_ascii_digit());
-            if value_fits(kind, value) && (if own { introduced } else { start < 40 }) {
+            // An answer in the next turn is introduced ("It's jdoe_42.") or is the whole turn.
+            let whole_turn = text.trim().trim_end_matches(['.', '!']) == value;
+            if value_fits(kind, value)
+                && (if own {
+                    introduced
+                } else {
+                    start < 40 && (caps.get(1).is_some() || whole_turn)
+                })
+            {
                 push(start, start + value.len(), kind, if own { 0.85 } else { 0.75 });
             }
         };
