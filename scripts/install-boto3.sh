@@ -14,18 +14,6 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/.." && pwd)"
-VENV="${REPO_ROOT}/.venv-aws"
-PYTHON="${PYTHON:-python3}"
 VERSION="1.44.18"
-
-if [[ ! -x "${VENV}/bin/python" ]]; then
-  echo "creating virtualenv ${VENV}" >&2
-  "${PYTHON}" -m venv "${VENV}"
-fi
-current="$("${VENV}/bin/python" -c 'from importlib import metadata; print(metadata.version("boto3"))' 2>/dev/null || true)"
-if [[ "${current}" != "${VERSION}" ]] || ! "${VENV}/bin/python" -c 'import boto3' 2>/dev/null; then
-  echo "installing boto3==${VERSION} into ${VENV}" >&2
-  "${VENV}/bin/python" -m pip install --disable-pip-version-check -q "boto3==${VERSION}"
-fi
-"${VENV}/bin/python" -c 'import boto3'
-echo "boto3 ${VERSION} ready in ${VENV}" >&2
+source "${SCRIPT_DIR}/lib/pinned-venv.sh"
+pinned_venv "${REPO_ROOT}/.venv-aws" boto3 "${VERSION}" "boto3==${VERSION}" 'import boto3'

@@ -14,21 +14,6 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/.." && pwd)"
-VENV="${REPO_ROOT}/.venv-triton"
-PYTHON="${PYTHON:-python3}"
 VERSION="2.73.0"
-
-if [[ ! -x "${VENV}/bin/python" ]]; then
-  echo "creating virtualenv ${VENV}" >&2
-  "${PYTHON}" -m venv "${VENV}"
-fi
-
-current="$("${VENV}/bin/python" -c 'from importlib import metadata; print(metadata.version("tritonclient"))' 2>/dev/null || true)"
-# Both client flavours must import: a half-finished earlier install is repaired, not trusted.
-if [[ "${current}" != "${VERSION}" ]] \
-  || ! "${VENV}/bin/python" -c 'import tritonclient.http, tritonclient.grpc, numpy' 2>/dev/null; then
-  echo "installing tritonclient[http,grpc]==${VERSION} into ${VENV}" >&2
-  "${VENV}/bin/python" -m pip install --disable-pip-version-check -q "tritonclient[http,grpc]==${VERSION}"
-fi
-"${VENV}/bin/python" -c 'import tritonclient.http, tritonclient.grpc, numpy'
-echo "tritonclient ${VERSION} ready in ${VENV}" >&2
+source "${SCRIPT_DIR}/lib/pinned-venv.sh"
+pinned_venv "${REPO_ROOT}/.venv-triton" tritonclient "${VERSION}" "tritonclient[http,grpc]==${VERSION}" 'import tritonclient.http, tritonclient.grpc, numpy'
