@@ -244,11 +244,13 @@ pub(crate) struct CueContext<'a> {
 impl CueContext<'_> {
     /// The cue nearest before byte `at` in this turn, else the last cue of the turn before.
     pub fn at(&self, at: usize) -> Option<Cue> {
-        self.own
+        // Cues are in text order: the nearest before `at` is the last of those ending by it.
+        let before = &self.own[..self.own.partition_point(|(end, _)| *end <= at)];
+        before
             .iter()
             .rev()
-            .filter(|(_, cue)| *cue != Cue::LastFour)
-            .find(|(end, _)| *end <= at && at - *end <= OWN_REACH)
+            .find(|(_, cue)| *cue != Cue::LastFour)
+            .filter(|(end, _)| at - *end <= OWN_REACH)
             .map(|(_, cue)| *cue)
             .or_else(|| self.asked())
     }

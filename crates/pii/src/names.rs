@@ -143,7 +143,9 @@ impl Names {
         let lowered = lower(first);
         let known = self.known(first);
         let ambiguous = AMBIGUOUS.contains(&lowered.as_str());
-        let before = text[..words[i].start].to_lowercase().replace('’', "'");
+        // Only the phrases just before matter (the longest introducer is under 20 characters):
+        // lowering the whole text before every capitalised word would be quadratic in a document.
+        let before = lower(text::tail(text, words[i].start, 48));
         let titled = i > 0
             && TITLES.contains(&lower(words[i - 1].text(text)).as_str())
             && text[words[i - 1].end..words[i].start].trim_start_matches('.').trim().is_empty();
@@ -271,7 +273,7 @@ fn names_a_business(text: &str, words: &[Word], i: usize) -> bool {
         matches!(
             lower(w.text(text)).as_str(),
             "calling" | "reached" | "choosing" | "at" | "joining" | "shopping"
-        ) || text[..w.end].to_ascii_lowercase().ends_with("welcome to")
+        ) || lower(text::tail(text, w.end, 10)) == "welcome to"
     })
 }
 

@@ -56,14 +56,16 @@ fn atom(text: &str, at: usize) -> Option<(Atom, usize)> {
         return None;
     }
     let end = at + bytes[at..].iter().take_while(|b| b.is_ascii_alphabetic()).count();
-    let word = text[at..end].to_ascii_lowercase();
-    if let Some((_, digit)) = SPOKEN.iter().find(|(w, _)| *w == word) {
+    let word = &text[at..end];
+    if let Some((_, digit)) = SPOKEN.iter().find(|(w, _)| w.eq_ignore_ascii_case(word)) {
         return Some((Atom::Word(*digit), end));
     }
-    match word.as_str() {
-        "double" => Some((Atom::Repeat(2), end)),
-        "triple" => Some((Atom::Repeat(3), end)),
-        _ => None,
+    if word.eq_ignore_ascii_case("double") {
+        Some((Atom::Repeat(2), end))
+    } else if word.eq_ignore_ascii_case("triple") {
+        Some((Atom::Repeat(3), end))
+    } else {
+        None
     }
 }
 
@@ -311,20 +313,11 @@ fn by_format(run: &DigitRun) -> Option<(EntityType, f32)> {
 
 /// Candidates from the digit runs of one turn.
 pub(crate) fn find(text: &str, cues: CueContext<'_>, out: &mut Vec<Candidate>) {
-    if !text.bytes().any(|b| b.is_ascii_digit()) && !has_spoken_digit(text) {
-        return;
-    }
     for run in digit_runs(text) {
         if let Some((kind, score)) = classify(&run, cues.at(run.start)) {
             out.push(Candidate { start: run.start, end: run.end, kind, score });
         }
     }
-}
-
-fn has_spoken_digit(text: &str) -> bool {
-    // Cheap gate before the run scanner: every digit word holds one of these letters.
-    text.bytes()
-        .any(|b| matches!(b | 0x20, b'z' | b'o' | b'w' | b'h' | b'f' | b'x' | b'v' | b'g' | b'n'))
 }
 
 #[cfg(test)]

@@ -65,6 +65,15 @@ pub(crate) fn previous_word(text: &str, words: &[Word], index: usize) -> Option<
     text[prev.end..words[index].start].trim().is_empty().then_some(prev)
 }
 
+/// At most the last `max` bytes of `text[..end]`, starting on a character boundary.
+pub(crate) fn tail(text: &str, end: usize, max: usize) -> &str {
+    let mut start = end.saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..end]
+}
+
 /// Converts byte offsets into code-point offsets, sweeping the text once for sorted offsets.
 #[derive(Debug)]
 pub(crate) struct CharOffsets<'a> {
@@ -110,6 +119,14 @@ mod tests {
         assert_eq!(got, ["I", "haven’t", "met", "O'Brien", "or", "Mary-Jane", "ok", "W", "x"]);
         assert!(is_capitalized("McDonald") && !is_capitalized("I") && !is_capitalized("SSN"));
         assert!(sentence_initial("Yes. Will you", 5) && !sentence_initial("Thanks Will", 7));
+        let text = "it’s John";
+        assert_eq!(tail(text, text.len(), 5), " John");
+        assert_eq!(
+            tail(text, text.len(), 7),
+            "s John",
+            "a cut inside ’ moves forward to a boundary"
+        );
+        assert_eq!(tail(text, 2, 40), "it");
     }
 
     #[test]
