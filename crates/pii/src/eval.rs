@@ -18,6 +18,9 @@ pub struct Call {
 
 #[derive(Debug, Deserialize)]
 pub struct LabelledTurn {
+    /// `AGENT` or `CUSTOMER`.
+    #[serde(default)]
+    pub role: String,
     pub text: String,
     #[serde(default)]
     pub entities: Vec<Span>,
@@ -40,6 +43,46 @@ pub struct Negative {
     pub kind: String,
     pub begin: usize,
     pub end: usize,
+}
+
+impl Call {
+    /// The call as an Amazon Connect Contact Lens analysis file (the shape batch jobs and the
+    /// throughput benchmarks read), each turn four seconds long.
+    pub fn contact_lens(&self) -> serde_json::Value {
+        let turns: Vec<_> = self
+            .turns
+            .iter()
+            .enumerate()
+            .map(|(i, turn)| {
+                serde_json::json!({
+                    "Id": format!("{}-{i}", self.id),
+                    "ParticipantId": turn.role,
+                    "Content": turn.text,
+                    "BeginOffsetMillis": i * 4000,
+                    "EndOffsetMillis": i * 4000 + 3800,
+                    "Sentiment": "NEUTRAL",
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "Version": "1.1.0",
+            "Channel": "VOICE",
+            "ContentMetadata": { "Output": "Raw" },
+            "CustomerMetadata": { "ContactId": self.id },
+            "JobStatus": "COMPLETED",
+            "LanguageCode": "en-US",
+            "Participants": [
+                { "ParticipantId": "AGENT", "ParticipantRole": "AGENT" },
+                { "ParticipantId": "CUSTOMER", "ParticipantRole": "CUSTOMER" },
+            ],
+            "Transcript": turns,
+        })
+    }
+
+    /// Reads calls written one per line by `scripts/pii/generate_calls.py`.
+    pub fn read_lines(text: &str) -> Result<Vec<Self>, serde_json::Error> {
+        text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect()
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
