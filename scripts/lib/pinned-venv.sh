@@ -1,6 +1,6 @@
 # Sourced by the install scripts of Python clients the interop tests drive (install-tritonclient.sh,
 # install-boto3.sh). `pinned_venv VENV DIST VERSION REQUIREMENT IMPORTS` makes sure the virtualenv
-# VENV holds DIST at VERSION (installing REQUIREMENT with pip when it does not) and that IMPORTS, a
+# VENV holds DIST at VERSION (installing REQUIREMENT, one or more pip requirements separated by spaces, when it does not) and that IMPORTS, a
 # Python statement, runs there: a half-finished earlier install is repaired, not trusted, and pip
 # runs only when something is missing.
 #
@@ -16,7 +16,9 @@ pinned_venv() {
   current="$("${venv}/bin/python" -c "from importlib import metadata; print(metadata.version('${dist}'))" 2>/dev/null || true)"
   if [[ "${current}" != "${version}" ]] || ! "${venv}/bin/python" -c "${imports}" 2>/dev/null; then
     echo "installing ${requirement} into ${venv}" >&2
-    "${venv}/bin/python" -m pip install --disable-pip-version-check -q "${requirement}"
+    # REQUIREMENT may name several packages, separated by spaces (pinned together in one resolve).
+    # shellcheck disable=SC2086
+    "${venv}/bin/python" -m pip install --disable-pip-version-check -q ${requirement}
   fi
   "${venv}/bin/python" -c "${imports}"
   echo "${dist} ${version} ready in ${venv}" >&2

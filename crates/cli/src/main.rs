@@ -28,6 +28,8 @@ enum Command {
     Tune(Box<commands::tune::TuneArgs>),
     /// Redact PII in Contact Lens transcripts and text files: a file, or every file in a folder.
     Redact(commands::redact::RedactArgs),
+    /// A resumable batch job over a folder or S3 prefix: PII redaction, or a model's predictions.
+    Job(Box<commands::job::JobArgs>),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(*args),
         Command::Tune(args) => commands::tune::run(*args),
         Command::Redact(args) => commands::redact::run(args),
+        Command::Job(args) => commands::job::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,6 +28,8 @@ pub struct Location {
     uri: String,
     /// What to compare to find overlapping locations: `s3://bucket/root` or a canonical path.
     identity: String,
+    /// The folder, for a local location.
+    folder: Option<PathBuf>,
 }
 
 /// One input document, found by listing.
@@ -65,6 +67,7 @@ impl Location {
                 partial,
                 uri: uri.to_owned(),
                 identity,
+                folder: None,
             });
         }
         if uri.contains("://") && !uri.starts_with("file://") {
@@ -91,7 +94,20 @@ impl Location {
             partial,
             uri: uri.to_owned(),
             identity,
+            folder: Some(folder),
         })
+    }
+
+    /// A store's "not found" on a listing or a write means the bucket is missing: say so plainly
+    /// instead of quoting the store's XML.
+    pub(crate) fn missing(&self, e: object_store::Error) -> JobError {
+        match e {
+            object_store::Error::NotFound { .. } => JobError::Location {
+                uri: self.uri.clone(),
+                reason: "the bucket does not exist".into(),
+            },
+            e => JobError::Store(e),
+        }
     }
 
     /// The URI as given.
@@ -121,7 +137,8 @@ impl Location {
     /// Every object under the prefix, sorted by key, as names relative to it.
     pub(crate) async fn list(&self) -> Result<Vec<Listed>, JobError> {
         let root = (!self.root.is_empty()).then(|| Path::from(self.root.as_str()));
-        let mut objects: Vec<_> = self.store.list(root.as_ref()).try_collect().await?;
+        let mut objects: Vec<_> =
+            self.store.list(root.as_ref()).try_collect().await.map_err(|e| self.missing(e))?;
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         let strip = if self.root.is_empty() { 0 } else { self.root.len() + 1 };
         Ok(objects
@@ -186,6 +203,38 @@ impl Location {
             .filter_map(|m| m.location.as_ref().get(strip..).map(str::to_owned))
             .collect())
     }
+}
+
+impl Location {
+    /// Removes the staging files (`name#1`) that a process killed while writing leaves in a local
+    /// folder; the job's own records are left alone. Called once every batch is done, when no
+    /// process writes outputs any more.
+    pub(crate) fn sweep_staging(&self) -> std::io::Result<usize> {
+        let Some(root) = &self.folder else { return Ok(0) };
+        let mut removed = 0;
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let kind = entry.file_type()?;
+                if kind.is_dir() && !(folder == *root && name == crate::META) {
+                    folders.push(entry.path());
+                } else if kind.is_file() && is_staging(&name) {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// `object_store`'s local staging names: the final name, `#`, digits.
+fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Splits an S3 key prefix into its folder and the start of the names in it. An output prefix is

@@ -98,7 +98,10 @@ pub(crate) async fn open(
     for (index, chunk) in names.chunks(batch_size).enumerate() {
         let batch = Batch { names: chunk.to_vec() };
         let bytes = serde_json::to_vec(&batch)?;
-        output.put(&manifest.batch_key(index), bytes, PutMode::Overwrite).await?;
+        output
+            .put(&manifest.batch_key(index), bytes, PutMode::Overwrite)
+            .await
+            .map_err(|e| output.missing(e))?;
     }
     let bytes = serde_json::to_vec_pretty(&manifest)?;
     match output.put(&manifest_key(), bytes, PutMode::Create).await {
@@ -110,7 +113,7 @@ pub(crate) async fn open(
                 .ok_or(JobError::Corrupt("the manifest vanished".into()))?;
             check(found, input, &manifest.transform, batch_size)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(output.missing(e)),
     }
 }
 

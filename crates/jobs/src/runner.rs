@@ -289,6 +289,15 @@ impl Job {
         }
         let bytes = serde_json::to_vec_pretty(&report)?;
         self.output.put(&report_key(), bytes, PutMode::Overwrite).await?;
+        match self.output.sweep_staging() {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!("removed {n} half-written files left by a process that was killed")
+            }
+            Err(e) => {
+                tracing::warn!(%e, "could not remove the half-written files of a killed process")
+            }
+        }
         Ok(report)
     }
 }

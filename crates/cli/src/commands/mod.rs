@@ -2,6 +2,8 @@
 
 pub(crate) mod archive;
 pub(crate) mod bench;
+pub(crate) mod job;
+mod job_model;
 pub(crate) mod redact;
 pub(crate) mod serve;
 pub(crate) mod tune;

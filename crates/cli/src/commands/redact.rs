@@ -26,6 +26,17 @@ pub(crate) struct RedactArgs {
     #[arg(long)]
     output: PathBuf,
 
+    #[command(flatten)]
+    flags: RedactionFlags,
+
+    /// Files redacted at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// What to redact and how, named after Comprehend's `RedactionConfig` (shared by `redact` and `job`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct RedactionFlags {
     /// Entity types to redact, comma-separated, as Comprehend names them (NAME,SSN,PHONE), or ALL.
     #[arg(long, default_value = "ALL")]
     entity_types: String,
@@ -45,10 +56,43 @@ pub(crate) struct RedactArgs {
     /// Entities below this confidence are left as they are.
     #[arg(long, default_value_t = 0.5)]
     min_score: f32,
+}
 
-    /// Files redacted at once (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
+impl RedactionFlags {
+    /// The redaction the flags ask for, checked as Comprehend checks a `RedactionConfig`.
+    pub(crate) fn redaction(&self) -> anyhow::Result<Redaction> {
+        let types = EntityType::parse_list(&self.entity_types)?;
+        if types.is_empty() {
+            bail!("--entity-types names no type");
+        }
+        if !MASK_CHARACTERS.contains(self.mask_character) {
+            bail!(
+                "--mask-character must be one of {MASK_CHARACTERS} (as Comprehend's MaskCharacter), not {:?}",
+                self.mask_character
+            );
+        }
+        if !(0.0..=1.0).contains(&self.min_score) {
+            bail!("--min-score must be between 0 and 1");
+        }
+        let mode = match self.mask_mode {
+            MaskModeArg::Replace => MaskMode::ReplaceWithPiiEntityType,
+            MaskModeArg::Mask => MaskMode::Mask,
+        };
+        Ok(Redaction {
+            types,
+            mode,
+            mask_character: self.mask_character,
+            min_score: self.min_score,
+        })
+    }
+
+    /// Redacted copies or offset reports.
+    pub(crate) fn output(&self) -> Output {
+        match self.mode {
+            ModeArg::Redaction => Output::Redaction,
+            ModeArg::Offsets => Output::Offsets,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -64,11 +108,8 @@ enum ModeArg {
 }
 
 pub(crate) fn run(args: RedactArgs) -> anyhow::Result<()> {
-    let redaction = redaction(&args)?;
-    let output = match args.mode {
-        ModeArg::Redaction => Output::Redaction,
-        ModeArg::Offsets => Output::Offsets,
-    };
+    let redaction = args.flags.redaction()?;
+    let output = args.flags.output();
     let files = inputs(&args.input)?;
     if args.input.is_dir() && same_place(&args.input, &args.output) {
         bail!("--output must not be the input folder: the originals would be overwritten");
@@ -110,27 +151,6 @@ pub(crate) fn run(args: RedactArgs) -> anyhow::Result<()> {
         bail!("{} of {} files could not be redacted (reasons above)", failed.len(), files.len());
     }
     Ok(())
-}
-
-fn redaction(args: &RedactArgs) -> anyhow::Result<Redaction> {
-    let types = EntityType::parse_list(&args.entity_types)?;
-    if types.is_empty() {
-        bail!("--entity-types names no type");
-    }
-    if !MASK_CHARACTERS.contains(args.mask_character) {
-        bail!(
-            "--mask-character must be one of {MASK_CHARACTERS} (as Comprehend's MaskCharacter), not {:?}",
-            args.mask_character
-        );
-    }
-    if !(0.0..=1.0).contains(&args.min_score) {
-        bail!("--min-score must be between 0 and 1");
-    }
-    let mode = match args.mask_mode {
-        MaskModeArg::Replace => MaskMode::ReplaceWithPiiEntityType,
-        MaskModeArg::Mask => MaskMode::Mask,
-    };
-    Ok(Redaction { types, mode, mask_character: args.mask_character, min_score: args.min_score })
 }
 
 /// The files to read, each with its path relative to the input (its name when the input is a file).

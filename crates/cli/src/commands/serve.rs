@@ -237,7 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The engines this server offers, preferred first. ONNX Runtime is offered when its library loads;
 /// when it was asked for explicitly and does not load, startup stops with the reason.
-fn backends(
+pub(crate) fn backends(
     default_engine: &str,
     library: Option<PathBuf>,
 ) -> anyhow::Result<Vec<Arc<dyn Backend>>> {

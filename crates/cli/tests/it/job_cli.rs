@@ -1,0 +1,285 @@
+//! Runs the real `oxserve job` as a user (or a Kubernetes Indexed Job) would: killed with SIGKILL
+//! part-way and started again, it writes what an uninterrupted run writes; three workers share a
+//! real S3 bucket (moto's server on loopback), one killed mid-job, and the others take its batches
+//! over; offset reports are read back from the bucket.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oxserve_pii::eval::Call;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const CALLS: &str = include_str!("../../../pii/eval/heldout-calls.jsonl");
+const META: &str = ".oxserve-job";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `count` Contact Lens files (the held-out calls, round and round) in three sub-folders.
+fn write_calls(dir: &Path, count: usize) -> TestResult {
+    let calls = Call::read_lines(CALLS)?;
+    for i in 0..count {
+        let folder = dir.join(format!("day-{}", i % 3));
+        std::fs::create_dir_all(&folder)?;
+        let call = calls[i % calls.len()].contact_lens();
+        std::fs::write(folder.join(format!("call-{i:05}.json")), serde_json::to_vec(&call)?)?;
+    }
+    Ok(())
+}
+
+/// Every file under `dir` but the job's records, by relative name (half-written files included:
+/// there must be none).
+fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(dir)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if relative.starts_with(META) {
+                continue;
+            }
+            if path.is_dir() {
+                folders.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files.insert(relative, bytes);
+            }
+        }
+    }
+    files
+}
+
+fn count_files(dir: &Path) -> usize {
+    (0..3).map(|d| std::fs::read_dir(dir.join(format!("day-{d}"))).map_or(0, Iterator::count)).sum()
+}
+
+fn job(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+    command.arg("job").args(args).arg("--quiet");
+    command
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+#[test]
+fn a_job_killed_at_any_moment_resumes_to_the_bytes_of_an_uninterrupted_run() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("calls");
+    write_calls(&input, 5000)?;
+    std::fs::write(input.join("not-json.json"), "{\"Transcript\": [")?;
+    let whole = tmp.path().join("whole");
+    let args = |out: &Path| {
+        let mut c = job(&[
+            "--input",
+            path(&input),
+            "--output",
+            path(out),
+            "--redact",
+            "--batch-size",
+            "250",
+        ]);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        c
+    };
+    let run = args(&whole).output()?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("done: 5000 of 5001 documents written, 1 failed"), "{stderr}");
+    assert!(stderr.contains("not-json.json: not valid JSON"), "{stderr}");
+
+    let resumed = tmp.path().join("resumed");
+    let mut kills = 0;
+    for kill_at in [300, 2_600, 4_100] {
+        let mut child = args(&resumed).stderr(Stdio::null()).spawn()?;
+        let started = Instant::now();
+        while count_files(&resumed) < kill_at
+            && child.try_wait()?.is_none()
+            && started.elapsed() < Duration::from_secs(120)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait()?.is_none() {
+            child.kill()?; // SIGKILL: no handler runs, files may be half-written.
+            kills += 1;
+        }
+        child.wait()?;
+    }
+    assert!(kills >= 2, "the job finished before it could be killed ({kills} kills)");
+    let run = args(&resumed).output()?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("done: 5000 of 5001 documents written, 1 failed"), "{stderr}");
+
+    let (got, want) = (outputs(&resumed), outputs(&whole));
+    assert_eq!(got.len(), 5000);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    assert!(got == want, "the resumed job's outputs differ from an uninterrupted run's");
+    let report = |dir: &Path| std::fs::read(dir.join(META).join("report.json"));
+    assert_eq!(report(&resumed)?, report(&whole)?);
+    Ok(())
+}
+
+/// moto's S3 server on a free loopback port, stopped on drop.
+struct S3 {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start() -> Result<Self, Box<dyn std::error::Error>> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(repo().join(".venv-aws/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("moto_server (bash scripts/install-boto3.sh installs it): {e}"))?;
+        let server = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("moto_server did not start in 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    fn env(&self, command: &mut Command) {
+        command
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+    }
+
+    /// `s3_tree.py upload|download A B` through boto3.
+    fn tree(&self, verb: &str, from: &str, to: &str) -> TestResult {
+        let mut command = Command::new(repo().join(".venv-aws/bin/python"));
+        command.arg(repo().join("tests/interop/s3_tree.py")).args([verb, from, to]);
+        self.env(&mut command);
+        let out = command.output()?;
+        assert!(
+            out.status.success(),
+            "s3_tree.py {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn three_workers_share_a_bucket_and_take_over_a_killed_ones_batches() -> TestResult {
+    let s3 = S3::start()?;
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("calls");
+    write_calls(&input, 600)?;
+    s3.tree("upload", path(&input), "s3://calls/in/")?;
+    std::fs::create_dir_all(tmp.path().join("empty"))?;
+    s3.tree("upload", path(&tmp.path().join("empty")), "s3://results/")?;
+    let whole = tmp.path().join("whole");
+    let local =
+        job(&["--input", path(&input), "--output", path(&whole), "--redact", "--batch-size", "25"])
+            .output()?;
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+
+    let worker = |index: usize| -> std::io::Result<Child> {
+        let shard = format!("{index}/3");
+        let id = format!("worker-{index}");
+        let mut c = job(&[
+            "--input",
+            "s3://calls/in/",
+            "--output",
+            "s3://results/redacted/",
+            "--redact",
+            "--batch-size",
+            "25",
+            "--shard",
+            &shard,
+            "--worker-id",
+            &id,
+            "--lease-seconds",
+            "2",
+        ]);
+        s3.env(&mut c);
+        c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()
+    };
+    let mut workers = (0..3).map(worker).collect::<Result<Vec<_>, _>>()?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_early = workers[1].try_wait()?.is_some();
+    workers[1].kill()?;
+    workers[1].wait()?;
+    for index in [0, 2] {
+        let out = workers.remove(if index == 0 { 0 } else { 1 }).wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "worker {index}: {stderr}");
+        assert!(
+            stderr.contains("done: 600 of 600 documents written, 0 failed"),
+            "worker {index}: {stderr}"
+        );
+    }
+    assert!(!killed_early, "worker 1 finished before it was killed: the test proves nothing");
+
+    let fetched = tmp.path().join("fetched");
+    s3.tree("download", "s3://results/redacted/", path(&fetched))?;
+    assert!(
+        outputs(&fetched) == outputs(&whole),
+        "the bucket's outputs differ from a one-process run's"
+    );
+    let records = outputs(&fetched.join(META));
+    assert!(
+        records.keys().all(|k| !k.contains("leases")),
+        "leases left behind: {:?}",
+        records.keys()
+    );
+
+    // The offsets of the same calls, read back from the bucket.
+    let mut offsets = job(&[
+        "--input",
+        "s3://calls/in/",
+        "--output",
+        "s3://results/offsets/",
+        "--redact",
+        "--mode",
+        "offsets",
+    ]);
+    s3.env(&mut offsets);
+    let out = offsets.output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fetched = tmp.path().join("offsets");
+    s3.tree("download", "s3://results/offsets/", path(&fetched))?;
+    let reports = outputs(&fetched);
+    assert_eq!(reports.len(), 600);
+    let mut names = 0;
+    for (name, bytes) in &reports {
+        assert!(name.ends_with(".json.out"), "{name}");
+        let report: serde_json::Value = serde_json::from_slice(bytes)?;
+        assert_eq!(report["File"].as_str(), name.strip_suffix(".out"));
+        let turns = report["Transcript"].as_array().ok_or("no Transcript in the offsets report")?;
+        names += turns
+            .iter()
+            .flat_map(|t| t["Entities"].as_array().into_iter().flatten())
+            .filter(|e| e["Type"] == "NAME")
+            .count();
+    }
+    assert!(names > 600, "only {names} names found in 600 calls");
+    Ok(())
+}
