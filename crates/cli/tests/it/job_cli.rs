@@ -283,3 +283,36 @@ fn three_workers_share_a_bucket_and_take_over_a_killed_ones_batches() -> TestRes
     assert!(names > 600, "only {names} names found in 600 calls");
     Ok(())
 }
+
+#[test]
+fn a_model_job_writes_each_files_prediction() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("requests");
+    std::fs::create_dir_all(&input)?;
+    let request = std::fs::read(repo().join("examples/inputs/tiny.json"))?;
+    for i in 0..5 {
+        std::fs::write(input.join(format!("r{i}.json")), &request)?;
+    }
+    std::fs::write(input.join("wrong.json"), "{\"nothing\": 1}")?;
+    let output = tmp.path().join("predictions");
+    let model = repo().join("examples/model-store/tiny");
+    let run = job(&["--model", path(&model), "--input", path(&input), "--output", path(&output)])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("done: 5 of 6 documents written, 1 failed"), "{stderr}");
+    assert!(stderr.contains("wrong.json: "), "{stderr}");
+
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("examples/inputs/expected.json"))?)?;
+    let want: Vec<f64> = serde_json::from_value(expected["tiny"]["output"].clone())?;
+    let written = outputs(&output);
+    assert_eq!(written.len(), 5);
+    for (name, bytes) in written {
+        assert!(name.ends_with(".json.out"), "{name}");
+        let got: Vec<f64> = serde_json::from_slice(&bytes)?;
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-4), "{name}: {got:?}");
+    }
+    Ok(())
+}
