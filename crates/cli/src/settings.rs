@@ -58,6 +58,7 @@ const KNOWN_KEYS: &[&str] = &[
     "gpu_fallback",
     "tensorrt_fp16",
     "server_name",
+    "job_store",
 ];
 
 /// Raw settings as strings, layered; parsed once all layers are in.
@@ -216,6 +217,9 @@ impl Layers {
                 Some("") => bail!("server_name must not be empty"),
                 Some(name) => name.to_owned(),
             },
+            // Beside the key file and the logs, in the working folder, unless set; created when
+            // the first PII job starts.
+            job_store: Some(PathBuf::from(self.get("job_store").unwrap_or("jobs"))),
         };
         let defaults = EngineConfig::default();
         let engine = EngineConfig {

@@ -10,6 +10,7 @@
 
 mod lease;
 pub mod location;
+pub mod manager;
 pub mod plan;
 pub mod report;
 mod runner;

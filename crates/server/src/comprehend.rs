@@ -1,6 +1,7 @@
 //! Amazon Comprehend's PII API on the inference port, so that boto3's `comprehend` client (or any
 //! AWS SDK) pointed at the server with `endpoint_url=` works unchanged: AWS JSON 1.1, `POST /` with
-//! `X-Amz-Target: Comprehend_20171127.DetectPiiEntities` or `.ContainsPiiEntities`.
+//! `X-Amz-Target: Comprehend_20171127.DetectPiiEntities` or `.ContainsPiiEntities`, and the PII
+//! job operations (`comprehend_jobs`).
 //!
 //! Keys: a request signed with AWS Signature Version 4 is accepted when signed with the inference
 //! key as the secret access key (any access key id), checked here with the body; `Authorization:
@@ -55,12 +56,14 @@ pub(crate) async fn call(
     let (parts, body) = request.into_parts();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
-    if !matches!(operation, "DetectPiiEntities" | "ContainsPiiEntities") {
+    let is_job = crate::comprehend_jobs::OPERATIONS.contains(&operation);
+    if !is_job && !matches!(operation, "DetectPiiEntities" | "ContainsPiiEntities") {
         let message = if target.is_empty() {
             "POST / needs an X-Amz-Target header naming a Comprehend operation, e.g. Comprehend_20171127.DetectPiiEntities".to_owned()
         } else {
             format!(
-                "{target} is not an operation this server supports (DetectPiiEntities, ContainsPiiEntities)"
+                "{target} is not an operation this server supports (DetectPiiEntities, ContainsPiiEntities, {})",
+                crate::comprehend_jobs::OPERATIONS.join(", ")
             )
         };
         return Err(
@@ -92,6 +95,10 @@ pub(crate) async fn call(
             };
             ApiError::new(StatusCode::FORBIDDEN, kind, e.to_string()).aws()
         })?;
+    }
+    if is_job {
+        let answer = crate::comprehend_jobs::call(state.jobs.as_ref(), operation, &bytes)?;
+        return Ok(aws_json(answer, &parts.headers));
     }
     let request: DetectRequest = serde_json::from_slice(&bytes).map_err(|e| {
         invalid(format!("the body is not a JSON object with Text and LanguageCode: {e}"))
@@ -130,12 +137,17 @@ pub(crate) async fn call(
     } else {
         json!({ "Labels": labels(&entities) })
     };
+    Ok(aws_json(answer, &parts.headers))
+}
+
+/// A 200 answer in AWS JSON 1.1, tagged with the request id as AWS tags it.
+fn aws_json(answer: serde_json::Value, headers: &axum::http::HeaderMap) -> Response {
     let mut response = (StatusCode::OK, axum::Json(answer)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(AWS_JSON));
-    if let Some(id) = parts.headers.get(crate::observe::REQUEST_ID) {
+    if let Some(id) = headers.get(crate::observe::REQUEST_ID) {
         response.headers_mut().insert("x-amzn-requestid", id.clone());
     }
-    Ok(response)
+    response
 }
 
 /// `ContainsPiiEntities`' labels: each type found, with its highest score.

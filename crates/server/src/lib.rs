@@ -16,6 +16,7 @@
 mod auth;
 mod body;
 mod comprehend;
+mod comprehend_jobs;
 mod describe;
 mod error;
 pub mod grpc;
@@ -91,6 +92,9 @@ pub struct ServerConfig {
     /// The name OIP server metadata gives (`server_name`): clients written for another server
     /// sometimes check it.
     pub server_name: String,
+    /// Where Comprehend PII jobs keep their records (`job_store`): a folder, created when the
+    /// first job starts. `None`: the job operations are refused.
+    pub job_store: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +115,7 @@ impl Default for ServerConfig {
             body_read_timeout: std::time::Duration::from_secs(60),
             tls: None,
             server_name: "oxserve".into(),
+            job_store: None,
         }
     }
 }
@@ -143,6 +148,8 @@ pub(crate) struct AppState {
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
     /// The PII detector of the Comprehend API, built on its first request.
     pub(crate) pii: Arc<std::sync::OnceLock<oxserve_pii::Detector>>,
+    /// Comprehend PII jobs, when the server has a job store.
+    pub(crate) jobs: Option<Arc<oxserve_jobs::manager::Manager>>,
 }
 
 /// `{model}` and, on the versioned twin of a route, `{version}`: one handler serves both.
@@ -232,6 +239,20 @@ impl Server {
             }
         };
         let draining = Arc::default();
+        let jobs = match &config.job_store {
+            Some(folder) => {
+                let owner = format!("oxserve-{}", oxserve_core::system::hostname());
+                let manager =
+                    oxserve_jobs::manager::Manager::open(folder.clone(), owner).map_err(|e| {
+                        std::io::Error::other(format!(
+                            "cannot open the job store {}: {e}",
+                            folder.display()
+                        ))
+                    })?;
+                Some(manager)
+            }
+            None => None,
+        };
         Ok(Self {
             state: AppState {
                 registry,
@@ -239,6 +260,7 @@ impl Server {
                 keys,
                 draining,
                 pii: Arc::default(),
+                jobs,
             },
             listeners,
             tls,

@@ -45,6 +45,7 @@ async fn state_with(enable_model_api: bool, engine: EngineConfig) -> AppState {
         keys: None,
         draining: Arc::default(),
         pii: Arc::default(),
+        jobs: None,
     }
 }
 

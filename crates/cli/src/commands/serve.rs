@@ -97,6 +97,11 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     server_name: Option<String>,
 
+    /// Folder for the records of Comprehend PII jobs (`job_store`, default `jobs`): jobs started
+    /// through the API resume from it after a restart.
+    #[arg(long)]
+    job_store: Option<PathBuf>,
+
     /// Folder for ts_metrics.log, model_metrics.log and access_log.log (`log_location`; default `logs`).
     #[arg(long, env = "LOG_LOCATION")]
     log_dir: Option<PathBuf>,
@@ -173,6 +178,9 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     }
     if let Some(secs) = args.drain_timeout {
         layers.set("drain_timeout", secs.to_string());
+    }
+    if let Some(folder) = &args.job_store {
+        layers.set("job_store", folder.to_string_lossy().into_owned());
     }
     if let Some(name) = &args.server_name {
         layers.set("server_name", name.clone());

@@ -316,3 +316,205 @@ fn a_model_job_writes_each_files_prediction() -> TestResult {
     }
     Ok(())
 }
+
+/// `oxserve serve` with the Comprehend job API, its S3 pointed at `s3`; its base URL.
+fn serve(s3: &S3, dir: &Path) -> Result<(Child, String), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+    command.env("RUST_LOG", "warn").arg("serve").arg("--job-store").arg(dir.join("jobs"));
+    command.arg("--log-dir").arg(dir.join("logs")).arg("--key-file").arg(dir.join("key_file.json"));
+    for (flag, value) in [
+        ("--inference-address", "http://127.0.0.1:0"),
+        ("--management-address", "http://127.0.0.1:0"),
+        ("--metrics-address", "http://127.0.0.1:0"),
+        ("--grpc-inference-port", "0"),
+        ("--grpc-management-port", "0"),
+    ] {
+        command.args([flag, value]);
+    }
+    s3.env(&mut command);
+    let mut child = command.stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let line =
+        std::io::BufReader::new(stdout).lines().next().ok_or("the server printed nothing")??;
+    let urls: Vec<String> = line
+        .split("http://")
+        .skip(1)
+        .map(|s| format!("http://{}", s.split([',', ' ']).next().unwrap_or_default()))
+        .collect();
+    if urls.len() < 3 {
+        return Err(format!("unexpected start line: {line}").into());
+    }
+    Ok((child, format!("{} {}", urls[0], urls[2])))
+}
+
+fn comprehend(
+    endpoint: &str,
+    dir: &Path,
+    args: &[&str],
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("key_file.json"))?)?;
+    let key = keys["inference"]["key"].as_str().ok_or("no inference key")?;
+    let out = Command::new(repo().join(".venv-aws/bin/python"))
+        .arg(repo().join("tests/interop/comprehend_jobs_check.py"))
+        .args(["--endpoint", endpoint, "--key", key])
+        .args(args)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "comprehend_jobs_check.py {args:?}: {stderr}");
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
+    let s3 = S3::start()?;
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("calls");
+    write_calls(&input, 400)?;
+    s3.tree("upload", path(&input), "s3://calls/in/")?;
+    std::fs::create_dir_all(tmp.path().join("empty"))?;
+    s3.tree("upload", path(&tmp.path().join("empty")), "s3://results/")?;
+    let whole = tmp.path().join("whole");
+    let args = [
+        "--input",
+        path(&input),
+        "--output",
+        path(&whole),
+        "--redact",
+        "--entity-types",
+        "NAME,PHONE,SSN",
+    ];
+    let local = job(&args).output()?;
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+
+    let server_dir = tmp.path().join("server");
+    std::fs::create_dir_all(&server_dir)?;
+    let (mut server, urls) = serve(&s3, &server_dir)?;
+    let (endpoint, metrics) = urls.split_once(' ').ok_or("urls")?;
+    let started = comprehend(
+        endpoint,
+        &server_dir,
+        &[
+            "start",
+            "--name",
+            "calls-redaction",
+            "--input",
+            "s3://calls/in/",
+            "--output",
+            "s3://results/redacted",
+            "--mode",
+            "ONLY_REDACTION",
+            "--types",
+            "NAME,PHONE,SSN",
+        ],
+    )?;
+    let id = started["JobId"].as_str().ok_or("no JobId")?.to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(started["JobArn"].as_str().is_some_and(|a| a.ends_with(&id)));
+    // Killed while the job runs: its record says it has not finished.
+    std::thread::sleep(Duration::from_millis(700));
+    server.kill()?;
+    server.wait()?;
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        server_dir.join("jobs").join(format!("{id}.json")),
+    )?)?;
+    assert!(matches!(record["JobStatus"].as_str(), Some("SUBMITTED" | "IN_PROGRESS")), "{record}");
+
+    let (mut server, urls) = serve(&s3, &server_dir)?;
+    let (endpoint, metrics_after) = urls.split_once(' ').ok_or("urls")?;
+    assert_ne!(metrics, metrics_after);
+    let done = comprehend(endpoint, &server_dir, &["wait", "--job-id", &id])?;
+    assert_eq!(done["JobStatus"], "COMPLETED", "{done}");
+    assert_eq!(done["JobName"], "calls-redaction");
+    assert_eq!(done["Mode"], "ONLY_REDACTION");
+    assert_eq!(
+        done["RedactionConfig"]["PiiEntityTypes"],
+        serde_json::json!(["NAME", "PHONE", "SSN"])
+    );
+    assert!(done["EndTime"].as_f64() >= done["SubmitTime"].as_f64());
+    let output = done["OutputDataConfig"]["S3Uri"].as_str().ok_or("no output URI")?;
+    assert!(output.starts_with("s3://results/redacted/") && output.contains(&id), "{output}");
+    let fetched = tmp.path().join("fetched");
+    s3.tree("download", output, path(&fetched))?;
+    assert_eq!(outputs(&fetched).len(), 400);
+    assert!(outputs(&fetched) == outputs(&whole), "the job's outputs differ from the library's");
+
+    let metrics_url = format!("{metrics_after}/metrics");
+    let metrics_text = tokio::runtime::Runtime::new()?
+        .block_on(async { reqwest::get(metrics_url).await?.text().await })?;
+    let line = format!(
+        "job_id=\"{id}\",job_name=\"calls-redaction\",outcome=\"succeeded\",status=\"COMPLETED\"}} 400"
+    );
+    assert!(metrics_text.contains(&line), "{metrics_text}");
+
+    let offsets = comprehend(
+        endpoint,
+        &server_dir,
+        &[
+            "start",
+            "--name",
+            "calls-offsets",
+            "--input",
+            "s3://calls/in/",
+            "--output",
+            "s3://results/offsets/",
+            "--mode",
+            "ONLY_OFFSETS",
+        ],
+    )?;
+    let offsets_id = offsets["JobId"].as_str().ok_or("no JobId")?.to_owned();
+    let stopped = comprehend(
+        endpoint,
+        &server_dir,
+        &[
+            "start",
+            "--name",
+            "to-stop",
+            "--input",
+            "s3://calls/in/",
+            "--output",
+            "s3://results/stopped/",
+            "--mode",
+            "ONLY_OFFSETS",
+        ],
+    )?;
+    let stop_id = stopped["JobId"].as_str().ok_or("no JobId")?.to_owned();
+    let stop = comprehend(endpoint, &server_dir, &["stop", "--job-id", &stop_id])?;
+    assert_eq!(stop["JobStatus"], "STOP_REQUESTED");
+    let offsets_done = comprehend(endpoint, &server_dir, &["wait", "--job-id", &offsets_id])?;
+    assert_eq!(offsets_done["JobStatus"], "COMPLETED", "{offsets_done}");
+    let fetched = tmp.path().join("fetched-offsets");
+    s3.tree(
+        "download",
+        offsets_done["OutputDataConfig"]["S3Uri"].as_str().ok_or("uri")?,
+        path(&fetched),
+    )?;
+    let reports = outputs(&fetched);
+    assert_eq!(reports.len(), 400);
+    assert!(reports.values().all(|r| {
+        serde_json::from_slice::<serde_json::Value>(r).is_ok_and(|v| v["Transcript"].is_array())
+    }));
+    assert_eq!(
+        comprehend(endpoint, &server_dir, &["wait", "--job-id", &stop_id])?["JobStatus"],
+        "STOPPED"
+    );
+
+    let listed = comprehend(endpoint, &server_dir, &["list", "--name", "calls-redaction"])?;
+    let jobs = listed["jobs"].as_array().ok_or("jobs")?;
+    assert_eq!(jobs.len(), 1, "{listed}");
+    assert_eq!(jobs[0]["JobId"], id.as_str());
+    let errors = comprehend(endpoint, &server_dir, &["errors"])?;
+    assert_eq!(errors["unknown_job"], serde_json::json!(["JobNotFoundException", 400]));
+    assert_eq!(errors["stop_unknown"], serde_json::json!(["JobNotFoundException", 400]));
+    for case in ["no_redaction_config", "local_input", "language"] {
+        assert_eq!(
+            errors[case],
+            serde_json::json!(["InvalidRequestException", 400]),
+            "{case}: {errors}"
+        );
+    }
+    server.kill()?;
+    server.wait()?;
+    Ok(())
+}
