@@ -5,7 +5,7 @@
 # The Comprehend interop test (crates/server/tests/it/comprehend.rs) drives oxserve's Comprehend
 # API with boto3's real `comprehend` client (its SigV4 signing, its AWS JSON 1.1 protocol, its error
 # parsing), not with an imitation that shares the server's assumptions. The batch-job tests
-# (crates/cli/tests/it/job_cli.rs, crates/server/tests/it/comprehend_jobs.rs) run jobs over real
+# (crates/cli/tests/it/job_cli.rs: `oxserve job`, and the server driven by boto3) run jobs over real
 # S3 buckets: a `moto_server` on loopback, with its conditional writes. Safe to run repeatedly: pip
 # runs only when the pinned version is not installed yet.
 #
