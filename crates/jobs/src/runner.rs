@@ -155,9 +155,10 @@ impl Job {
             if done.len() == m.batches {
                 return self.finish().await.map(Finish::Completed);
             }
-            // The rest are leased to other processes: wait for them to finish or expire.
+            // The rest are leased to other processes: wait for them to finish or expire. A look
+            // is one listing of the done markers, so look often: the job ends when the last is in.
             let poll =
-                (options.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                (options.lease / 20).clamp(Duration::from_millis(50), Duration::from_secs(1));
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
                 () = stop.cancelled() => return Ok(Finish::Stopped),
