@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oxserve_pii::document::Output;
-use oxserve_pii::{Detector, EntityType, MaskMode, Redaction};
+use oxserve_pii::{Detector, MaskMode, Redaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -443,36 +443,24 @@ fn transform_of(
             )));
         }
     };
-    let mut redaction = Redaction::default();
-    match (output, config) {
-        (Output::Redaction, None) => {
+    let redaction = match config {
+        None if output == Output::Redaction => {
             return Err(ManagerError::Invalid(
                 "RedactionConfig is required when Mode is ONLY_REDACTION".into(),
             ));
         }
-        (_, Some(config)) => {
-            if !config.pii_entity_types.is_empty() {
-                let list = config.pii_entity_types.join(",");
-                redaction.types = EntityType::parse_list(&list)
-                    .map_err(|e| ManagerError::Invalid(e.to_string()))?;
-            }
-            redaction.mode = config.mask_mode.unwrap_or_default();
-            if let Some(c) = &config.mask_character {
-                let mut chars = c.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(ch), None) if oxserve_pii::redact::MASK_CHARACTERS.contains(ch) => {
-                        redaction.mask_character = ch
-                    }
-                    _ => {
-                        return Err(ManagerError::Invalid(format!(
-                            "MaskCharacter must be one of {}; got {c:?}",
-                            oxserve_pii::redact::MASK_CHARACTERS
-                        )));
-                    }
-                }
-            }
+        None => Redaction::default(),
+        Some(config) => {
+            let types = if config.pii_entity_types.is_empty() {
+                "ALL".to_owned()
+            } else {
+                config.pii_entity_types.join(",")
+            };
+            let mask = config.mask_character.as_deref().unwrap_or("*");
+            let mode = config.mask_mode.unwrap_or_default();
+            Redaction::new(&types, mode, mask, Redaction::default().min_score)
+                .map_err(|e| ManagerError::Invalid(e.to_string()))?
         }
-        (Output::Offsets, None) => {}
-    }
+    };
     Ok((redaction, output, per))
 }

@@ -50,7 +50,7 @@ pub enum DocumentsPer {
 pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 
 /// The most bytes a file of one-document-per-line may hold.
-pub const MAX_LINES_FILE_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_LINES_FILE_BYTES: u64 = document::MAX_FILE_BYTES as u64;
 
 /// PII redaction (`ONLY_REDACTION`) or detection (`ONLY_OFFSETS`), as Comprehend's PII jobs.
 #[derive(Debug, Clone)]
@@ -103,50 +103,11 @@ impl Transform for Redact {
 
 impl Redact {
     fn run(&self, name: &str, bytes: &[u8]) -> Outcome {
-        let detector = &self.detector;
-        match self.per {
-            DocumentsPer::File => document::process(
-                detector,
-                name,
-                bytes,
-                Format::of(name),
-                self.output,
-                &self.redaction,
-            )
-            .map_err(|e| e.to_string()),
-            DocumentsPer::Line => {
-                let text = std::str::from_utf8(bytes)
-                    .map_err(|e| document::DocumentError::NotUtf8(e.valid_up_to()).to_string())?;
-                let mut out = Vec::with_capacity(bytes.len());
-                for (line_no, line) in text.split_inclusive('\n').enumerate() {
-                    let body =
-                        line.strip_suffix('\n').map_or(line, |b| b.strip_suffix('\r').unwrap_or(b));
-                    let end = &line[body.len()..];
-                    let doc = document::process(
-                        detector,
-                        name,
-                        body.as_bytes(),
-                        Format::Text,
-                        self.output,
-                        &self.redaction,
-                    )
-                    .map_err(|e| format!("line {line_no}: {e}"))?;
-                    match self.output {
-                        Output::Redaction => {
-                            out.extend_from_slice(&doc);
-                            out.extend_from_slice(end.as_bytes());
-                        }
-                        Output::Offsets => {
-                            let mut record: Value =
-                                serde_json::from_slice(&doc).map_err(|e| e.to_string())?;
-                            record["Line"] = json!(line_no);
-                            out.extend(serde_json::to_vec(&record).map_err(|e| e.to_string())?);
-                            out.push(b'\n');
-                        }
-                    }
-                }
-                Ok(out)
-            }
-        }
+        let format = match self.per {
+            DocumentsPer::File => Format::of(name),
+            DocumentsPer::Line => Format::Lines,
+        };
+        document::process(&self.detector, name, bytes, format, self.output, &self.redaction)
+            .map_err(|e| e.to_string())
     }
 }

@@ -36,6 +36,8 @@ pub enum DocumentError {
     Json(#[from] serde_json::Error),
     #[error("not a Contact Lens transcript: {0}")]
     NotTranscript(String),
+    #[error("line {line}: {reason}")]
+    Line { line: usize, reason: Box<Self> },
 }
 
 /// How a file is read.
@@ -45,6 +47,9 @@ pub enum Format {
     ContactLens,
     /// The whole file is one document.
     Text,
+    /// Each line is one text document (Comprehend's `ONE_DOC_PER_LINE`): redacted line by line
+    /// with the line ends kept, or one offsets record per line (JSON Lines, with `Line`).
+    Lines,
 }
 
 impl Format {
@@ -84,19 +89,49 @@ pub fn process(
             };
             Ok(serde_json::to_vec_pretty(&out)?)
         }
-        Format::Text => {
-            if text.len() > MAX_TEXT_BYTES {
-                return Err(DocumentError::TextTooLarge(text.len()));
-            }
-            let entities = detector.detect(text);
-            Ok(match output {
-                Output::Redaction => redaction.apply(text, &entities).0.into_bytes(),
-                Output::Offsets => {
-                    let kept: Vec<_> =
-                        entities.into_iter().filter(|e| redaction.selects(e)).collect();
-                    serde_json::to_vec(&json!({ "Entities": kept, "File": name }))?
+        Format::Text => text_document(detector, name, text, None, output, redaction),
+        Format::Lines => {
+            let mut out = Vec::with_capacity(text.len());
+            for (line, with_end) in text.split_inclusive('\n').enumerate() {
+                let body = with_end
+                    .strip_suffix('\n')
+                    .map_or(with_end, |b| b.strip_suffix('\r').unwrap_or(b));
+                let document =
+                    text_document(detector, name, body, Some(line), output, redaction)
+                        .map_err(|reason| DocumentError::Line { line, reason: Box::new(reason) })?;
+                out.extend(document);
+                match output {
+                    Output::Redaction => out.extend_from_slice(&with_end.as_bytes()[body.len()..]),
+                    Output::Offsets => out.push(b'\n'),
                 }
-            })
+            }
+            Ok(out)
         }
     }
+}
+
+/// One text document: redacted, or its entities as `{Entities, File[, Line]}`.
+fn text_document(
+    detector: &Detector,
+    name: &str,
+    text: &str,
+    line: Option<usize>,
+    output: Output,
+    redaction: &Redaction,
+) -> Result<Vec<u8>, DocumentError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(DocumentError::TextTooLarge(text.len()));
+    }
+    let entities = detector.detect(text);
+    Ok(match output {
+        Output::Redaction => redaction.apply(text, &entities).0.into_bytes(),
+        Output::Offsets => {
+            let kept: Vec<_> = entities.into_iter().filter(|e| redaction.selects(e)).collect();
+            let mut record = json!({ "Entities": kept, "File": name });
+            if let Some(line) = line {
+                record["Line"] = json!(line);
+            }
+            serde_json::to_vec(&record)?
+        }
+    })
 }

@@ -41,6 +41,21 @@ impl Default for Redaction {
 /// The mask characters Comprehend accepts.
 pub const MASK_CHARACTERS: &str = "!@#$%&*";
 
+/// Why a redaction setting is refused, as Comprehend refuses a `RedactionConfig`.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRedaction {
+    #[error(transparent)]
+    Types(#[from] crate::UnknownEntityType),
+    #[error("the entity types name no type")]
+    NoTypes,
+    #[error(
+        "the mask character must be one of {MASK_CHARACTERS} (as Comprehend's MaskCharacter), not {0:?}"
+    )]
+    MaskCharacter(String),
+    #[error("the minimum score must be between 0 and 1, not {0}")]
+    MinScore(f32),
+}
+
 /// One replaced span: where it was (code points, in the original) and how long it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replaced {
@@ -50,6 +65,29 @@ pub struct Replaced {
 }
 
 impl Redaction {
+    /// A redaction from settings as a user writes them: `types` comma-separated (or `ALL`), one
+    /// mask character, a minimum score; each checked.
+    pub fn new(
+        types: &str,
+        mode: MaskMode,
+        mask_character: &str,
+        min_score: f32,
+    ) -> Result<Self, InvalidRedaction> {
+        let types = EntityType::parse_list(types)?;
+        if types.is_empty() {
+            return Err(InvalidRedaction::NoTypes);
+        }
+        let mut chars = mask_character.chars();
+        let mask_character = match (chars.next(), chars.next()) {
+            (Some(c), None) if MASK_CHARACTERS.contains(c) => c,
+            _ => return Err(InvalidRedaction::MaskCharacter(mask_character.to_owned())),
+        };
+        if !(0.0..=1.0).contains(&min_score) {
+            return Err(InvalidRedaction::MinScore(min_score));
+        }
+        Ok(Self { types, mode, mask_character, min_score })
+    }
+
     /// Whether this entity is redacted.
     pub fn selects(&self, entity: &Entity) -> bool {
         entity.score >= self.min_score && self.types.contains(&entity.kind)
@@ -111,6 +149,22 @@ pub fn map_offset(offset: usize, replaced: &[Replaced], is_end: bool) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_checked_as_comprehend_checks_them() {
+        let ok = Redaction::new("NAME, ssn", MaskMode::Mask, "#", 0.7).expect("valid");
+        assert_eq!(
+            (ok.types, ok.mask_character, ok.min_score),
+            (vec![EntityType::Name, EntityType::Ssn], '#', 0.7)
+        );
+        let refused =
+            |types, mask, score| Redaction::new(types, MaskMode::Mask, mask, score).map(|_| ());
+        assert!(matches!(refused("NAME,SOCIAL", "*", 0.5), Err(InvalidRedaction::Types(_))));
+        assert!(matches!(refused(" , ", "*", 0.5), Err(InvalidRedaction::NoTypes)));
+        assert!(matches!(refused("ALL", "x", 0.5), Err(InvalidRedaction::MaskCharacter(_))));
+        assert!(matches!(refused("ALL", "**", 0.5), Err(InvalidRedaction::MaskCharacter(_))));
+        assert!(matches!(refused("ALL", "*", 1.5), Err(InvalidRedaction::MinScore(_))));
+    }
 
     fn entity(kind: EntityType, begin: usize, end: usize) -> Entity {
         Entity { score: 0.9, kind, begin_offset: begin, end_offset: end }

@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use oxserve_pii::document::{self, Format, Output};
-use oxserve_pii::redact::MASK_CHARACTERS;
-use oxserve_pii::{Detector, EntityType, MaskMode, Redaction};
+use oxserve_pii::{Detector, MaskMode, Redaction};
 
 /// Flags of `oxserve redact`, named after Comprehend's `RedactionConfig`.
 #[derive(Debug, clap::Args)]
@@ -61,29 +60,12 @@ pub(crate) struct RedactionFlags {
 impl RedactionFlags {
     /// The redaction the flags ask for, checked as Comprehend checks a `RedactionConfig`.
     pub(crate) fn redaction(&self) -> anyhow::Result<Redaction> {
-        let types = EntityType::parse_list(&self.entity_types)?;
-        if types.is_empty() {
-            bail!("--entity-types names no type");
-        }
-        if !MASK_CHARACTERS.contains(self.mask_character) {
-            bail!(
-                "--mask-character must be one of {MASK_CHARACTERS} (as Comprehend's MaskCharacter), not {:?}",
-                self.mask_character
-            );
-        }
-        if !(0.0..=1.0).contains(&self.min_score) {
-            bail!("--min-score must be between 0 and 1");
-        }
         let mode = match self.mask_mode {
             MaskModeArg::Replace => MaskMode::ReplaceWithPiiEntityType,
             MaskModeArg::Mask => MaskMode::Mask,
         };
-        Ok(Redaction {
-            types,
-            mode,
-            mask_character: self.mask_character,
-            min_score: self.min_score,
-        })
+        let mask = self.mask_character.to_string();
+        Ok(Redaction::new(&self.entity_types, mode, &mask, self.min_score)?)
     }
 
     /// Redacted copies or offset reports.
