@@ -30,6 +30,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// Comprehend's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "SUBMITTED",
+            Self::InProgress => "IN_PROGRESS",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::StopRequested => "STOP_REQUESTED",
+            Self::Stopped => "STOPPED",
+        }
+    }
+
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Stopped)
     }

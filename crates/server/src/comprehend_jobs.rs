@@ -152,8 +152,9 @@ pub(crate) fn call(
     }
 }
 
-/// The jobs' counts in the Prometheus text format, for `/metrics`.
-pub(crate) fn metrics(manager: &Manager) -> String {
+/// The jobs' counts in the Prometheus text format, for `/metrics`; `wanted` keeps only those
+/// families (all when empty), as the core's families are kept.
+pub(crate) fn metrics(manager: &Manager, wanted: &[String]) -> String {
     use prometheus::{Encoder, GaugeVec, IntGaugeVec, Opts, Registry, TextEncoder};
     use std::sync::atomic::Ordering::Relaxed;
     let registry = Registry::new();
@@ -185,11 +186,7 @@ pub(crate) fn metrics(manager: &Manager) -> String {
     }
     for job in manager.list() {
         let p = &job.properties;
-        let status = serde_json::to_value(p.job_status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let base = [p.job_id.as_str(), p.job_name.as_deref().unwrap_or(""), status.as_str()];
+        let base = [p.job_id.as_str(), p.job_name.as_deref().unwrap_or(""), p.job_status.as_str()];
         let c = &job.counters;
         for (outcome, value) in [
             ("planned", c.planned.load(Relaxed)),
@@ -208,6 +205,8 @@ pub(crate) fn metrics(manager: &Manager) -> String {
         rate.with_label_values(&base).set(job.rate);
     }
     let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    let mut families = registry.gather();
+    families.retain(|f| wanted.is_empty() || wanted.iter().any(|w| w == f.name()));
+    let _ = TextEncoder::new().encode(&families, &mut out);
     String::from_utf8(out).unwrap_or_default()
 }

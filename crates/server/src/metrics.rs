@@ -31,34 +31,13 @@ pub(crate) async fn metrics(
         registry.refresh_gauges(false);
         let mut text = registry.metrics().render(&wanted);
         if let Some(jobs) = jobs {
-            let families = crate::comprehend_jobs::metrics(&jobs);
-            text.push_str(&keep(&families, &wanted));
+            text.push_str(&crate::comprehend_jobs::metrics(&jobs, &wanted));
         }
         text
     })
     .await
     .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-}
-
-/// The families of a text exposition named in `wanted` (all when it is empty).
-fn keep(text: &str, wanted: &[String]) -> String {
-    if wanted.is_empty() {
-        return text.to_owned();
-    }
-    let mut out = String::new();
-    let mut keeping = false;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let name = rest.split(' ').next().unwrap_or("");
-            keeping = wanted.iter().any(|w| w == name);
-        }
-        if keeping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 #[cfg(test)]
