@@ -13,9 +13,9 @@ import argparse
 import json
 import time
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+# The client (SigV4 with the inference key as the secret) and the error reading are the
+# synchronous check's, beside this file.
+from comprehend_check import client, error_code
 
 
 def plain(value):
@@ -26,14 +26,6 @@ def plain(value):
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
-
-
-def error_code(call):
-    try:
-        call()
-    except ClientError as e:
-        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
-    return None
 
 
 def main():
@@ -53,14 +45,7 @@ def main():
     sub.add_parser("errors")
     args = parser.parse_args()
 
-    comprehend = boto3.client(
-        "comprehend",
-        endpoint_url=args.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="oxserve",
-        aws_secret_access_key=args.key,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    comprehend = client(args.endpoint, args.key)
     role = "arn:aws:iam::000000000000:role/comprehend-pii"
     if args.command == "start":
         request = dict(

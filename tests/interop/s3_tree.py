@@ -3,7 +3,7 @@
 The batch-job tests use it to fill a bucket on a loopback `moto_server` and to read back what a
 job wrote there, so the comparison is made with a client that is not oxserve's own.
 
-    s3_tree.py upload DIR s3://bucket/prefix/      (creates the bucket when missing)
+    s3_tree.py upload DIR s3://bucket/prefix/ [BUCKET...]  (creates the buckets when missing)
     s3_tree.py download s3://bucket/prefix/ DIR    (every object under the prefix)
 
 The endpoint and credentials come from the standard AWS environment (AWS_ENDPOINT_URL...).
@@ -21,12 +21,17 @@ def split(uri):
     return bucket, prefix
 
 
-def upload(folder, uri):
+def ensure_buckets(s3, names):
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for name in names:
+        if name not in existing:
+            s3.create_bucket(Bucket=name)
+
+
+def upload(folder, uri, *more_buckets):
     s3 = boto3.client("s3")
     bucket, prefix = split(uri)
-    existing = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
-    if bucket not in existing:
-        s3.create_bucket(Bucket=bucket)
+    ensure_buckets(s3, [bucket, *more_buckets])
     count = 0
     for root, _, files in os.walk(folder):
         for name in files:
@@ -54,9 +59,9 @@ def download(uri, folder):
 
 
 if __name__ == "__main__":
-    command, a, b = sys.argv[1:4]
+    command, a, b, *rest = sys.argv[1:]
     if command == "upload":
-        upload(a, b)
+        upload(a, b, *rest)
     elif command == "download":
         download(a, b)
     else:

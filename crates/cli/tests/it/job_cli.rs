@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use oxserve_pii::eval::Call;
 
+use super::serve_cli::{Running, oxserve, start_with};
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const CALLS: &str = include_str!("../../../pii/eval/heldout-calls.jsonl");
@@ -164,10 +166,21 @@ impl S3 {
             .env("AWS_DEFAULT_REGION", "us-east-1");
     }
 
-    /// `s3_tree.py upload|download A B` through boto3.
-    fn tree(&self, verb: &str, from: &str, to: &str) -> TestResult {
+    /// A server whose bucket `calls` holds `count` calls under `in/` (also written to
+    /// `dir/calls`, returned), with an empty bucket `results`.
+    fn with_calls(dir: &Path, count: usize) -> Result<(Self, PathBuf), Box<dyn std::error::Error>> {
+        let s3 = Self::start()?;
+        let input = dir.join("calls");
+        write_calls(&input, count)?;
+        s3.tree(&["upload", path(&input), "s3://calls/in/", "results"])?;
+        Ok((s3, input))
+    }
+
+    /// `s3_tree.py upload|download A B [BUCKET...]` through boto3.
+    fn tree(&self, args: &[&str]) -> TestResult {
+        let verb = args.first().copied().unwrap_or_default();
         let mut command = Command::new(repo().join(".venv-aws/bin/python"));
-        command.arg(repo().join("tests/interop/s3_tree.py")).args([verb, from, to]);
+        command.arg(repo().join("tests/interop/s3_tree.py")).args(args);
         self.env(&mut command);
         let out = command.output()?;
         assert!(
@@ -188,13 +201,8 @@ impl Drop for S3 {
 
 #[test]
 fn three_workers_share_a_bucket_and_take_over_a_killed_ones_batches() -> TestResult {
-    let s3 = S3::start()?;
     let tmp = tempfile::tempdir()?;
-    let input = tmp.path().join("calls");
-    write_calls(&input, 600)?;
-    s3.tree("upload", path(&input), "s3://calls/in/")?;
-    std::fs::create_dir_all(tmp.path().join("empty"))?;
-    s3.tree("upload", path(&tmp.path().join("empty")), "s3://results/")?;
+    let (s3, input) = S3::with_calls(tmp.path(), 600)?;
     let whole = tmp.path().join("whole");
     let local =
         job(&["--input", path(&input), "--output", path(&whole), "--redact", "--batch-size", "25"])
@@ -239,7 +247,7 @@ fn three_workers_share_a_bucket_and_take_over_a_killed_ones_batches() -> TestRes
     assert!(!killed_early, "worker 1 finished before it was killed: the test proves nothing");
 
     let fetched = tmp.path().join("fetched");
-    s3.tree("download", "s3://results/redacted/", path(&fetched))?;
+    s3.tree(&["download", "s3://results/redacted/", path(&fetched)])?;
     assert!(
         outputs(&fetched) == outputs(&whole),
         "the bucket's outputs differ from a one-process run's"
@@ -265,7 +273,7 @@ fn three_workers_share_a_bucket_and_take_over_a_killed_ones_batches() -> TestRes
     let out = offsets.output()?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let fetched = tmp.path().join("offsets");
-    s3.tree("download", "s3://results/offsets/", path(&fetched))?;
+    s3.tree(&["download", "s3://results/offsets/", path(&fetched)])?;
     let reports = outputs(&fetched);
     assert_eq!(reports.len(), 600);
     let mut names = 0;
@@ -317,35 +325,13 @@ fn a_model_job_writes_each_files_prediction() -> TestResult {
     Ok(())
 }
 
-/// `oxserve serve` with the Comprehend job API, its S3 pointed at `s3`; its base URL.
-fn serve(s3: &S3, dir: &Path) -> Result<(Child, String), Box<dyn std::error::Error>> {
-    use std::io::BufRead;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
-    command.env("RUST_LOG", "warn").arg("serve").arg("--job-store").arg(dir.join("jobs"));
-    command.arg("--log-dir").arg(dir.join("logs")).arg("--key-file").arg(dir.join("key_file.json"));
-    for (flag, value) in [
-        ("--inference-address", "http://127.0.0.1:0"),
-        ("--management-address", "http://127.0.0.1:0"),
-        ("--metrics-address", "http://127.0.0.1:0"),
-        ("--grpc-inference-port", "0"),
-        ("--grpc-management-port", "0"),
-    ] {
-        command.args([flag, value]);
-    }
+/// `oxserve serve` (serve_cli's start-up) with the Comprehend job API, its S3 pointed at `s3`,
+/// its key file and logs in `dir`; the inference, management and metrics URLs.
+fn serve(s3: &S3, dir: &Path) -> (Running, [String; 3]) {
+    let mut command = oxserve();
     s3.env(&mut command);
-    let mut child = command.stdout(Stdio::piped()).spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let line =
-        std::io::BufReader::new(stdout).lines().next().ok_or("the server printed nothing")??;
-    let urls: Vec<String> = line
-        .split("http://")
-        .skip(1)
-        .map(|s| format!("http://{}", s.split([',', ' ']).next().unwrap_or_default()))
-        .collect();
-    if urls.len() < 3 {
-        return Err(format!("unexpected start line: {line}").into());
-    }
-    Ok((child, format!("{} {}", urls[0], urls[2])))
+    let jobs = dir.join("jobs");
+    start_with(&["--job-store", path(&jobs)], dir, command)
 }
 
 fn comprehend(
@@ -368,13 +354,8 @@ fn comprehend(
 
 #[test]
 fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
-    let s3 = S3::start()?;
     let tmp = tempfile::tempdir()?;
-    let input = tmp.path().join("calls");
-    write_calls(&input, 400)?;
-    s3.tree("upload", path(&input), "s3://calls/in/")?;
-    std::fs::create_dir_all(tmp.path().join("empty"))?;
-    s3.tree("upload", path(&tmp.path().join("empty")), "s3://results/")?;
+    let (s3, input) = S3::with_calls(tmp.path(), 400)?;
     let whole = tmp.path().join("whole");
     let args = [
         "--input",
@@ -390,8 +371,8 @@ fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
 
     let server_dir = tmp.path().join("server");
     std::fs::create_dir_all(&server_dir)?;
-    let (mut server, urls) = serve(&s3, &server_dir)?;
-    let (endpoint, metrics) = urls.split_once(' ').ok_or("urls")?;
+    let (server, [endpoint, _, metrics]) = serve(&s3, &server_dir);
+    let endpoint = endpoint.as_str();
     let started = comprehend(
         endpoint,
         &server_dir,
@@ -414,15 +395,14 @@ fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
     assert!(started["JobArn"].as_str().is_some_and(|a| a.ends_with(&id)));
     // Killed while the job runs: its record says it has not finished.
     std::thread::sleep(Duration::from_millis(700));
-    server.kill()?;
-    server.wait()?;
+    drop(server); // SIGKILL
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(
         server_dir.join("jobs").join(format!("{id}.json")),
     )?)?;
     assert!(matches!(record["JobStatus"].as_str(), Some("SUBMITTED" | "IN_PROGRESS")), "{record}");
 
-    let (mut server, urls) = serve(&s3, &server_dir)?;
-    let (endpoint, metrics_after) = urls.split_once(' ').ok_or("urls")?;
+    let (server, [endpoint, _, metrics_after]) = serve(&s3, &server_dir);
+    let endpoint = endpoint.as_str();
     assert_ne!(metrics, metrics_after);
     let done = comprehend(endpoint, &server_dir, &["wait", "--job-id", &id])?;
     assert_eq!(done["JobStatus"], "COMPLETED", "{done}");
@@ -436,7 +416,7 @@ fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
     let output = done["OutputDataConfig"]["S3Uri"].as_str().ok_or("no output URI")?;
     assert!(output.starts_with("s3://results/redacted/") && output.contains(&id), "{output}");
     let fetched = tmp.path().join("fetched");
-    s3.tree("download", output, path(&fetched))?;
+    s3.tree(&["download", output, path(&fetched)])?;
     assert_eq!(outputs(&fetched).len(), 400);
     assert!(outputs(&fetched) == outputs(&whole), "the job's outputs differ from the library's");
 
@@ -485,11 +465,8 @@ fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
     let offsets_done = comprehend(endpoint, &server_dir, &["wait", "--job-id", &offsets_id])?;
     assert_eq!(offsets_done["JobStatus"], "COMPLETED", "{offsets_done}");
     let fetched = tmp.path().join("fetched-offsets");
-    s3.tree(
-        "download",
-        offsets_done["OutputDataConfig"]["S3Uri"].as_str().ok_or("uri")?,
-        path(&fetched),
-    )?;
+    let uri = offsets_done["OutputDataConfig"]["S3Uri"].as_str().ok_or("uri")?;
+    s3.tree(&["download", uri, path(&fetched)])?;
     let reports = outputs(&fetched);
     assert_eq!(reports.len(), 400);
     assert!(reports.values().all(|r| {
@@ -514,7 +491,6 @@ fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
             "{case}: {errors}"
         );
     }
-    server.kill()?;
-    server.wait()?;
+    drop(server); // SIGKILL
     Ok(())
 }

@@ -27,14 +27,14 @@ const EPHEMERAL_LISTENERS: [&str; 10] = [
     "0",
 ];
 
-fn oxserve() -> Command {
+pub(super) fn oxserve() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
     command.env("RUST_LOG", "warn");
     command
 }
 
 /// A running server, killed when dropped so a failing test never leaves it behind.
-struct Running(Option<Child>);
+pub(super) struct Running(Option<Child>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -51,7 +51,11 @@ fn start(args: &[&str], logs: &Path) -> (Running, [String; 3]) {
     start_with(args, logs, oxserve())
 }
 
-fn start_with(args: &[&str], logs: &Path, mut command: Command) -> (Running, [String; 3]) {
+pub(super) fn start_with(
+    args: &[&str],
+    logs: &Path,
+    mut command: Command,
+) -> (Running, [String; 3]) {
     let mut child = command
         .arg("serve")
         .args(args)
