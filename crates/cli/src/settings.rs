@@ -14,6 +14,8 @@ use oxserve_core::metric_log::Rotation;
 use oxserve_server::{AuthConfig, ServerConfig, TlsConfig};
 use oxserve_store::remote::{AllowList, DownloadLimits};
 
+mod snapshot;
+
 /// Keys of config.properties that oxserve reads; others are logged as ignored.
 const KNOWN_KEYS: &[&str] = &[
     "inference_address",
@@ -26,6 +28,7 @@ const KNOWN_KEYS: &[&str] = &[
     "model_store",
     "load_models",
     "models",
+    "model_snapshot",
     "default_workers_per_model",
     "job_queue_size",
     "max_request_size",
@@ -40,6 +43,7 @@ const KNOWN_KEYS: &[&str] = &[
     "disable_token_authorization",
     "token_expiration_min",
     "key_file",
+    "external_key_file",
     "drain_timeout",
     "default_engine",
     "onnxruntime_lib",
@@ -189,8 +193,12 @@ impl Layers {
             auth: if self.flag("disable_token_authorization")? {
                 None
             } else {
+                let external = self.get("external_key_file").filter(|f| !f.trim().is_empty());
                 Some(AuthConfig {
-                    key_file: PathBuf::from(self.get("key_file").unwrap_or("key_file.json")),
+                    key_file: PathBuf::from(
+                        external.or(self.get("key_file")).unwrap_or("key_file.json"),
+                    ),
+                    external: external.is_some(),
                     // Minutes, fractions allowed as TorchServe allows them (0.25 is 15 s).
                     expiration: match self.minutes("token_expiration_min")? {
                         0.0 => None,
@@ -222,7 +230,7 @@ impl Layers {
             job_store: Some(PathBuf::from(self.get("job_store").unwrap_or("jobs"))),
         };
         let defaults = EngineConfig::default();
-        let engine = EngineConfig {
+        let mut engine = EngineConfig {
             model_store: self.get("model_store").map(PathBuf::from).unwrap_or(defaults.model_store),
             // Unset is TorchServe's 0: one worker for models named at startup, none for a
             // register call that does not say `initial_workers`.
@@ -261,7 +269,20 @@ impl Layers {
         if engine.job_queue_size == 0 {
             bail!("job_queue_size must be at least 1");
         }
-        let load_models = self.get("load_models").map(parse_load_models).unwrap_or_default();
+        let mut load_models = self.get("load_models").map(parse_load_models).unwrap_or_default();
+        // As in TorchServe, a snapshot names the startup models; `load_models` beside it is not read.
+        let mut default_versions = Vec::new();
+        if let Some(json) = self.get("model_snapshot") {
+            let snapshot = snapshot::parse(json)?;
+            if !load_models.is_empty() {
+                tracing::warn!("load_models is ignored: model_snapshot names the startup models");
+            }
+            load_models = snapshot.load;
+            for (name, versions) in snapshot.models {
+                engine.models.entry(name).or_default().extend(versions);
+            }
+            default_versions = snapshot.defaults;
+        }
         let log_dir = PathBuf::from(self.get("log_location").unwrap_or("logs"));
         let metric_interval = Duration::from_secs(self.number("metric_time_interval", 60)?);
         if metric_interval.is_zero() {
@@ -299,6 +320,7 @@ impl Layers {
             server,
             engine,
             load_models,
+            default_versions,
             log_dir,
             metric_interval,
             log_rotation,
@@ -314,6 +336,8 @@ pub(crate) struct Resolved {
     pub(crate) server: ServerConfig,
     pub(crate) engine: EngineConfig,
     pub(crate) load_models: Vec<StartupModel>,
+    /// `(model, version)` pairs made the default once the startup models are in (`model_snapshot`).
+    pub(crate) default_versions: Vec<(String, String)>,
     /// Folder of the metric and access logs (`log_location`, TorchServe's `LOG_LOCATION`).
     pub(crate) log_dir: PathBuf,
     /// How often host metrics go to `ts_metrics.log` (`metric_time_interval`).

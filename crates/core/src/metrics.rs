@@ -9,7 +9,9 @@
 //!
 //! Native metrics carry units in their names: `oxserve_request_duration_seconds{model, version, stage}`
 //! (queue, preprocess, inference, postprocess, total), `oxserve_batch_size{model, version}`,
-//! `oxserve_queue_depth`, `oxserve_busy_workers` and `oxserve_requests_total{model, version, outcome}`.
+//! `oxserve_queue_depth`, `oxserve_busy_workers`, `oxserve_requests_in_flight` (admitted and not yet
+//! answered: the per-pod concurrency an autoscaler targets) and
+//! `oxserve_requests_total{model, version, outcome}`.
 //!
 //! Each model version binds its label values once at load ([`ModelMetrics`]), so recording on the
 //! hot path is a few atomic adds with no lookups.
@@ -129,6 +131,7 @@ pub struct Metrics {
     batch_size: HistogramVec,
     queue_depth: IntGaugeVec,
     busy_workers: IntGaugeVec,
+    in_flight: IntGaugeVec,
     outcomes: IntCounterVec,
 }
 
@@ -227,6 +230,17 @@ impl Metrics {
                 IntGaugeVec::new(Opts::new("oxserve_busy_workers", "Workers running a batch now."), native)
                     .expect("valid metric"),
             ),
+            in_flight: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "oxserve_requests_in_flight",
+                        "Requests admitted and not yet answered (queued, being read or running).",
+                    ),
+                    native,
+                )
+                .expect("valid metric"),
+            ),
             outcomes: register(
                 &r,
                 IntCounterVec::new(
@@ -288,6 +302,7 @@ impl Metrics {
             batch_size: self.batch_size.with_label_values(&[name, version]),
             queue_depth: self.queue_depth.with_label_values(&[name, version]),
             busy_workers: self.busy_workers.with_label_values(&[name, version]),
+            in_flight: self.in_flight.with_label_values(&[name, version]),
             outcomes: Outcome::ALL
                 .map(|o| self.outcomes.with_label_values(&[name, version, o.as_str()])),
             all: self.clone(),
@@ -333,6 +348,7 @@ pub struct ModelMetrics {
     batch_size: Histogram,
     queue_depth: IntGauge,
     busy_workers: IntGauge,
+    in_flight: IntGauge,
     outcomes: [IntCounter; 6],
     /// The families themselves (cheap handles), for log lines, worker load times and removing this
     /// version's series at unload.
@@ -410,8 +426,11 @@ impl ModelMetrics {
         self.batch_size.observe(size as f64);
     }
 
-    pub(crate) fn set_queue_depth(&self, depth: usize) {
-        self.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+    /// Sets the gauges that are read at scrape time rather than counted: queue depth and requests
+    /// in flight.
+    pub(crate) fn set_load(&self, queued: usize, in_flight: usize) {
+        self.queue_depth.set(i64::try_from(queued).unwrap_or(i64::MAX));
+        self.in_flight.set(i64::try_from(in_flight).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn busy(&self) -> &IntGauge {
@@ -435,5 +454,6 @@ impl ModelMetrics {
         let _ = all.batch_size.remove_label_values(&[n, v]);
         let _ = all.queue_depth.remove_label_values(&[n, v]);
         let _ = all.busy_workers.remove_label_values(&[n, v]);
+        let _ = all.in_flight.remove_label_values(&[n, v]);
     }
 }

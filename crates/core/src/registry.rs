@@ -104,11 +104,12 @@ impl Registry {
         &self.metrics
     }
 
-    /// Brings the gauges that are read rather than counted up to date: queue depths and host usage.
+    /// Brings the gauges that are read rather than counted up to date: queue depths, requests in
+    /// flight and host usage.
     /// With `log_system`, host usage is also written to `ts_metrics.log`.
     pub fn refresh_gauges(&self, log_system: bool) {
         for v in self.all_versions() {
-            v.metrics().set_queue_depth(v.queue_depth());
+            v.metrics().set_load(v.queue_depth(), v.in_flight());
         }
         let values = self.system.lock().unwrap_or_else(PoisonError::into_inner).sample();
         self.metrics.set_system(&values, log_system);

@@ -6,9 +6,14 @@
 //! which never expires and is used only to rotate the other two with `GET /token?type=…` on the
 //! management API. Health checks (`/ping`, `/v2/health/*`, KServe's `/`) stay open so load balancers and Kubernetes
 //! probes work without a secret. Keys never appear in logs.
+//!
+//! Replicas behind one Service need the same keys, so the keys can also come from the operator
+//! ([`AuthConfig::external`], a mounted Kubernetes Secret in TorchServe's key file format): then
+//! oxserve reads them and never writes, rotates or deletes the file, and re-reads it when a key does
+//! not match and the file has changed, so an updated Secret takes effect without a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Request, State};
@@ -28,6 +33,9 @@ pub struct AuthConfig {
     pub key_file: PathBuf,
     /// Inference and management keys expire after this long; `None` keeps them until rotated.
     pub expiration: Option<Duration>,
+    /// The key file is the operator's (`external_key_file`): its keys are read, not made, and the
+    /// file is never written or deleted. Expiry then comes from the file's `expiration time`s.
+    pub external: bool,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -35,6 +43,7 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("key_file", &self.key_file)
             .field("expiration", &self.expiration)
+            .field("external", &self.external)
             .finish()
     }
 }
@@ -72,6 +81,32 @@ impl Key {
         Ok(Self { secret, expires: expiration.map(|d| SystemTime::now() + d) })
     }
 
+    /// A key of an operator's key file: `{"key": "...", "expiration time": "RFC 3339"}`.
+    fn parse(kind: KeyKind, value: Option<&serde_json::Value>) -> Result<Self, String> {
+        let name = kind.name();
+        let secret = value
+            .and_then(|v| v.get("key"))
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| format!("no `{name}` key (`{{\"{name}\": {{\"key\": \"...\"}}}}`)"))?;
+        if secret.len() < 16 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "the `{name}` key must be at least 16 printable characters without spaces \
+                 (e.g. `openssl rand -hex 32`)"
+            ));
+        }
+        let expires = match value.and_then(|v| v.get("expiration time")) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(t) => {
+                let text = t.as_str().unwrap_or_default();
+                let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+                    format!("the `{name}` key's expiration time `{text}` is not RFC 3339: {e}")
+                })?;
+                Some(SystemTime::from(at))
+            }
+        };
+        Ok(Self { secret: secret.to_owned(), expires })
+    }
+
     fn matches(&self, candidate: &[u8]) -> bool {
         bool::from(self.secret.as_bytes().ct_eq(candidate))
     }
@@ -91,6 +126,8 @@ impl Key {
 pub(crate) struct Keys {
     config: AuthConfig,
     keys: RwLock<[Key; 3]>,
+    /// When an external key file was last read, as its modification time.
+    read_at: Mutex<Option<SystemTime>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -102,12 +139,41 @@ impl std::fmt::Debug for Keys {
 const KINDS: [KeyKind; 3] = [KeyKind::Inference, KeyKind::Management, KeyKind::Api];
 
 impl Keys {
-    /// Makes fresh keys and writes the key file.
+    /// Makes fresh keys and writes the key file, or reads an external one.
     pub(crate) fn create(config: AuthConfig) -> std::io::Result<Self> {
+        if config.external {
+            let (keys, read_at) = read_file(&config.key_file)?;
+            return Ok(Self { config, keys: RwLock::new(keys), read_at: Mutex::new(read_at) });
+        }
         let keys = [Key::new(config.expiration)?, Key::new(config.expiration)?, Key::new(None)?];
-        let this = Self { config, keys: RwLock::new(keys) };
+        let this = Self { config, keys: RwLock::new(keys), read_at: Mutex::new(None) };
         this.write_file()?;
         Ok(this)
+    }
+
+    /// Re-reads an external key file that changed since it was read; whether the keys changed.
+    fn reload(&self) -> bool {
+        if !self.config.external {
+            return false;
+        }
+        let mut read_at = self.read_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let modified = std::fs::metadata(&self.config.key_file).and_then(|m| m.modified()).ok();
+        if modified.is_none() || modified == *read_at {
+            return false;
+        }
+        match read_file(&self.config.key_file) {
+            Ok((keys, at)) => {
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+                *read_at = at;
+                tracing::info!(key_file = %self.config.key_file.display(), "external keys re-read");
+                true
+            }
+            Err(e) => {
+                // The old keys stay: a half-written Secret must not lock every client out.
+                tracing::warn!(key_file = %self.config.key_file.display(), error = %e, "external key file changed but cannot be read; keeping the keys read before");
+                false
+            }
+        }
     }
 
     fn file_json(keys: &[Key; 3]) -> serde_json::Value {
@@ -127,13 +193,20 @@ impl Keys {
         write_private(&self.config.key_file, text.as_bytes())
     }
 
-    /// Deletes the key file (at shutdown, as TorchServe does).
+    /// Deletes the key file (at shutdown, as TorchServe does); an external one stays.
     pub(crate) fn remove_file(&self) {
-        let _ = std::fs::remove_file(&self.config.key_file);
+        if !self.config.external {
+            let _ = std::fs::remove_file(&self.config.key_file);
+        }
     }
 
-    /// The kind of the key `token` is, if any, and whether it has expired.
+    /// The kind of the key `token` is, if any, and whether it has expired; an unknown key first
+    /// re-reads an external key file that has changed.
     fn classify(&self, token: &[u8]) -> Option<(KeyKind, bool)> {
+        self.classify_now(token).or_else(|| self.reload().then(|| self.classify_now(token))?)
+    }
+
+    fn classify_now(&self, token: &[u8]) -> Option<(KeyKind, bool)> {
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         // Every key is compared, so timing does not tell which one matched.
         let matches: Vec<bool> = keys.iter().map(|k| k.matches(token)).collect();
@@ -150,6 +223,15 @@ impl Keys {
     }
 
     fn rotate(&self, kind: KeyKind) -> std::io::Result<serde_json::Value> {
+        if self.config.external {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!(
+                    "the keys come from {}: change that file (the Secret) instead; oxserve re-reads it",
+                    self.config.key_file.display()
+                ),
+            ));
+        }
         let index = KINDS.iter().position(|k| *k == kind).unwrap_or(0);
         let fresh = Key::new(self.config.expiration)?;
         let answer = json!({ kind.name(): fresh.json() });
@@ -157,6 +239,26 @@ impl Keys {
         self.write_file()?;
         Ok(answer)
     }
+}
+
+/// Reads an operator's key file: the three keys, distinct, and the file's modification time.
+fn read_file(path: &Path) -> std::io::Result<([Key; 3], Option<SystemTime>)> {
+    let invalid = |m: String| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {m}", path.display()))
+    };
+    let modified = std::fs::metadata(path)?.modified().ok();
+    let text = std::fs::read_to_string(path)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("not a JSON key file: {e}")))?;
+    let [a, b, c] = KINDS.map(|kind| Key::parse(kind, json.get(kind.name())));
+    let keys = [a.map_err(&invalid)?, b.map_err(&invalid)?, c.map_err(&invalid)?];
+    if keys[0].secret == keys[1].secret
+        || keys[0].secret == keys[2].secret
+        || keys[1].secret == keys[2].secret
+    {
+        return Err(invalid("the inference, management and API keys must differ".to_owned()));
+    }
+    Ok((keys, modified))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -283,7 +385,10 @@ pub(crate) async fn rotate(
             )));
         }
     };
-    let answer = keys.rotate(kind).map_err(ApiError::internal)?;
+    let answer = keys.rotate(kind).map_err(|e| match e.kind() {
+        std::io::ErrorKind::Unsupported => ApiError::bad_request(e.to_string()),
+        _ => ApiError::internal(e),
+    })?;
     tracing::info!(kind = kind.name(), "key rotated");
     Ok(axum::Json(answer).into_response())
 }

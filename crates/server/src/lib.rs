@@ -109,7 +109,11 @@ impl Default for ServerConfig {
             max_request_size: 6_553_500,
             max_response_size: 6_553_500,
             enable_model_api: false,
-            auth: Some(AuthConfig { key_file: PathBuf::from("key_file.json"), expiration: None }),
+            auth: Some(AuthConfig {
+                key_file: PathBuf::from("key_file.json"),
+                expiration: None,
+                external: false,
+            }),
             drain_timeout: std::time::Duration::from_secs(30),
             header_read_timeout: std::time::Duration::from_secs(10),
             body_read_timeout: std::time::Duration::from_secs(60),
@@ -225,7 +229,11 @@ impl Server {
                 let keys = auth::Keys::create(auth.clone()).map_err(|e| {
                     std::io::Error::new(
                         e.kind(),
-                        format!("cannot write the key file {}: {e}", auth.key_file.display()),
+                        if auth.external {
+                            format!("cannot read the external key file: {e}")
+                        } else {
+                            format!("cannot write the key file {}: {e}", auth.key_file.display())
+                        },
                     )
                 })?;
                 info!(key_file = %auth.key_file.display(), "token authorization is on; keys are in the key file");

@@ -79,6 +79,12 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     key_file: Option<PathBuf>,
 
+    /// Read the keys from this file instead of making them (`external_key_file`): TorchServe's
+    /// key_file.json format, e.g. a mounted Kubernetes Secret shared by every replica. oxserve never
+    /// writes or deletes it, and re-reads it when it changes.
+    #[arg(long)]
+    external_key_file: Option<PathBuf>,
+
     /// Engine for models that do not name one in model-config.yaml (`default_engine`): `auto` uses
     /// ONNX Runtime when its library is found (faster: 1.5–12x on CPU), else the embedded tract engine.
     #[arg(long, value_parser = ["auto", "tract", "onnxruntime"])]
@@ -170,6 +176,9 @@ fn layers(args: &ServeArgs) -> anyhow::Result<Layers> {
     if let Some(file) = &args.key_file {
         layers.set("key_file", file.to_string_lossy());
     }
+    if let Some(file) = &args.external_key_file {
+        layers.set("external_key_file", file.to_string_lossy());
+    }
     if let Some(engine) = &args.engine {
         layers.set("default_engine", engine.clone());
     }
@@ -214,6 +223,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
+    for (name, version) in &settings.default_versions {
+        registry
+            .set_default(name, version)
+            .with_context(|| format!("model_snapshot: cannot make {name} {version} the default"))?;
+    }
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
     let shutdown = oxserve_server::shutdown_signal()?;
     info!(

@@ -65,6 +65,11 @@ impl ModelVersion {
     pub fn concurrency_limit(&self) -> usize {
         self.admission.limit.load(Ordering::Acquire)
     }
+
+    /// Requests holding a ticket now: admitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.concurrency_limit().saturating_sub(self.admission.permits.available_permits())
+    }
 }
 
 /// The permits behind [`ModelVersion::admit`].

@@ -15,7 +15,8 @@ async fn keys_guard_each_api_and_rotate() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key_file.json");
     let mut options = Options::default();
-    options.server.auth = Some(AuthConfig { key_file: key_file.clone(), expiration: None });
+    options.server.auth =
+        Some(AuthConfig { key_file: key_file.clone(), expiration: None, external: false });
     let s = TestServer::start(options).await;
 
     #[cfg(unix)]
@@ -91,6 +92,7 @@ async fn expired_keys_are_refused() {
     options.server.auth = Some(AuthConfig {
         key_file: key_file.clone(),
         expiration: Some(std::time::Duration::ZERO),
+        external: false,
     });
     let s = TestServer::start(options).await;
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
@@ -115,4 +117,75 @@ async fn expired_keys_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 200);
     s.stop().await;
+}
+
+/// Replicas share keys from a Secret: the file is read, never written or deleted, refused when
+/// malformed, and re-read when it changes (as a Kubernetes Secret volume changes it: a new file
+/// swapped in under the same name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_keys_are_read_reread_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key_file.json");
+    let write = |inference: &str| {
+        let text = serde_json::json!({
+            "inference": {"key": inference},
+            "management": {"key": "m".repeat(32)},
+            "API": {"key": "a".repeat(32)},
+        })
+        .to_string();
+        let tmp = dir.path().join("next.json");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &key_file).unwrap();
+    };
+    let options = |file: &std::path::Path| {
+        let mut options = Options::default();
+        options.server.auth =
+            Some(AuthConfig { key_file: file.to_owned(), expiration: None, external: true });
+        options
+    };
+
+    // A file that cannot be used stops the start with the reason.
+    std::fs::write(&key_file, r#"{"inference": {"key": "short"}}"#).unwrap();
+    let registry = crate::common::registry(
+        oxserve_core::config::EngineConfig::default(),
+        vec![std::sync::Arc::new(oxserve_backend_tract::TractBackend)],
+        None,
+    );
+    let e = oxserve_server::Server::bind(options(&key_file).server, registry).await.unwrap_err();
+    assert!(e.to_string().contains("at least 16 printable characters"), "{e}");
+
+    let (first, second) = ("1".repeat(40), "2".repeat(40));
+    write(&first);
+    let written = std::fs::read_to_string(&key_file).unwrap();
+    let s = TestServer::start(options(&key_file)).await;
+    let exp = expected();
+    let predict = format!("{}/predictions/tiny", s.inference);
+    let send = |token: &str| {
+        s.client
+            .post(predict.clone())
+            .body(exp["tiny"]["input"].to_string())
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(send(&first).await.unwrap().status(), 200);
+    assert_eq!(send(&"m".repeat(32)).await.unwrap().status(), 403);
+    let r = s
+        .client
+        .get(format!("{}/token?type=inference", s.management))
+        .bearer_auth("a".repeat(32))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "oxserve does not rotate keys it does not own");
+    assert!(r.text().await.unwrap().contains("change that file"));
+
+    // The Secret changes: the new key works without a restart, the old one stops.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&second);
+    assert_eq!(send(&second).await.unwrap().status(), 200);
+    assert_eq!(send(&first).await.unwrap().status(), 401);
+
+    s.stop().await;
+    assert!(key_file.exists(), "an external key file is the operator's to delete");
+    assert_ne!(std::fs::read_to_string(&key_file).unwrap(), written);
 }

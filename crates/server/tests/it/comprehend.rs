@@ -33,7 +33,8 @@ async fn boto3_gets_the_library_spans_and_comprehend_errors() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key_file.json");
     let mut options = Options::default();
-    options.server.auth = Some(AuthConfig { key_file: key_file.clone(), expiration: None });
+    options.server.auth =
+        Some(AuthConfig { key_file: key_file.clone(), expiration: None, external: false });
     let s = TestServer::start(options).await;
     let keys: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
     let inference = keys["inference"]["key"].as_str().unwrap().to_owned();

@@ -512,7 +512,8 @@ async fn keys_guard_the_grpc_services_as_they_guard_http() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key_file.json");
     let mut options = Options::default();
-    options.server.auth = Some(AuthConfig { key_file: key_file.clone(), expiration: None });
+    options.server.auth =
+        Some(AuthConfig { key_file: key_file.clone(), expiration: None, external: false });
     let s = TestServer::start(options).await;
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
     let key = |kind: &str| file[kind]["key"].as_str().unwrap().to_owned();

@@ -82,6 +82,7 @@ async fn counters_and_histograms_follow_known_traffic() {
     assert!(get(&m, "oxserve_batch_size{model=\"tiny\",version=\"1.0\"}") >= 1.0);
     assert_eq!(get(&m, "oxserve_queue_depth{model=\"tiny\",version=\"1.0\"}"), 0.0);
     assert_eq!(get(&m, "oxserve_busy_workers{model=\"tiny\",version=\"1.0\"}"), 0.0);
+    assert_eq!(get(&m, "oxserve_requests_in_flight{model=\"tiny\",version=\"1.0\"}"), 0.0);
     // Frontend status classes: 3 + slow_ok successes, 1 + 2 client errors, the overloads as 5xx.
     assert_eq!(get(&m, "Requests2XX{Hostname=\"testhost\",Level=\"Host\"}"), 3.0 + slow_ok);
     assert_eq!(get(&m, "Requests4XX{Hostname=\"testhost\",Level=\"Host\"}"), 3.0);
