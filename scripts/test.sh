@@ -26,4 +26,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # crates.io once; advisories need the RustSec database from GitHub: scripts/audit.sh.
 cargo deny --version >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
 cargo deny --offline --log-level error check licenses bans sources
+# deploy/: manifests rendered and validated against the Kubernetes and CRD schemas, offline.
+bash scripts/deploy/check.sh
 cargo test --workspace --locked
