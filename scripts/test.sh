@@ -16,6 +16,8 @@ bash scripts/install-minilm.sh >/dev/null
 bash scripts/install-tritonclient.sh >/dev/null
 # AWS's boto3 into .venv-aws, for the Comprehend API interop test.
 bash scripts/install-boto3.sh >/dev/null
+# KServe's Python SDK into .venv-kserve, for the cluster test (deploy/kubernetes as KServe runs it).
+bash scripts/install-kserve.sh >/dev/null
 # TorchServe's Python worker (no torch, no Java) into .venv-python-worker, for the Python handler tests.
 bash scripts/install-python-worker.sh >/dev/null
 # Debian's CPU PyTorch and a venv on it (.venv-python-torch), for PyTorch models on those workers.

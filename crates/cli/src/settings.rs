@@ -230,7 +230,7 @@ impl Layers {
             job_store: Some(PathBuf::from(self.get("job_store").unwrap_or("jobs"))),
         };
         let defaults = EngineConfig::default();
-        let mut engine = EngineConfig {
+        let engine = EngineConfig {
             model_store: self.get("model_store").map(PathBuf::from).unwrap_or(defaults.model_store),
             // Unset is TorchServe's 0: one worker for models named at startup, none for a
             // register call that does not say `initial_workers`.
@@ -271,17 +271,11 @@ impl Layers {
         }
         let mut load_models = self.get("load_models").map(parse_load_models).unwrap_or_default();
         // As in TorchServe, a snapshot names the startup models; `load_models` beside it is not read.
-        let mut default_versions = Vec::new();
         if let Some(json) = self.get("model_snapshot") {
-            let snapshot = snapshot::parse(json)?;
             if !load_models.is_empty() {
                 tracing::warn!("load_models is ignored: model_snapshot names the startup models");
             }
-            load_models = snapshot.load;
-            for (name, versions) in snapshot.models {
-                engine.models.entry(name).or_default().extend(versions);
-            }
-            default_versions = snapshot.defaults;
+            load_models = snapshot::parse(json)?;
         }
         let log_dir = PathBuf::from(self.get("log_location").unwrap_or("logs"));
         let metric_interval = Duration::from_secs(self.number("metric_time_interval", 60)?);
@@ -320,7 +314,6 @@ impl Layers {
             server,
             engine,
             load_models,
-            default_versions,
             log_dir,
             metric_interval,
             log_rotation,
@@ -336,8 +329,6 @@ pub(crate) struct Resolved {
     pub(crate) server: ServerConfig,
     pub(crate) engine: EngineConfig,
     pub(crate) load_models: Vec<StartupModel>,
-    /// `(model, version)` pairs made the default once the startup models are in (`model_snapshot`).
-    pub(crate) default_versions: Vec<(String, String)>,
     /// Folder of the metric and access logs (`log_location`, TorchServe's `LOG_LOCATION`).
     pub(crate) log_dir: PathBuf,
     /// How often host metrics go to `ts_metrics.log` (`metric_time_interval`).
@@ -351,12 +342,14 @@ pub(crate) struct Resolved {
 }
 
 /// A model named at startup: `all`, a file name, or `name=file`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StartupModel {
     /// Everything in the model store.
     All,
     /// One archive or folder, optionally under a given name.
     One { name: Option<String>, url: String },
+    /// A `model_snapshot` entry: its settings win over the archive's, as TorchServe restores them.
+    Snapshot { name: String, url: String, overrides: Box<ModelOverrides>, default: bool },
 }
 
 /// Parses `load_models` / `--models`: `standalone` (nothing), `all`, or a comma-separated list of

@@ -9,6 +9,7 @@ use anyhow::Context;
 use oxserve_backend::Backend;
 use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
+use oxserve_core::config::ModelOverrides;
 use oxserve_core::metric_log::MetricLog;
 use oxserve_core::metrics::Metrics;
 use oxserve_core::system::hostname;
@@ -223,11 +224,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
-    for (name, version) in &settings.default_versions {
-        registry
-            .set_default(name, version)
-            .with_context(|| format!("model_snapshot: cannot make {name} {version} the default"))?;
-    }
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
     let shutdown = oxserve_server::shutdown_signal()?;
     info!(
@@ -300,26 +296,37 @@ async fn load_startup_models(
                     .filter(|n| is_model_entry(store, n))
                     .collect();
                 names.sort();
-                wanted.extend(names.into_iter().map(|url| (None, url)));
+                wanted.extend(
+                    names.into_iter().map(|url| (None, url, ModelOverrides::default(), false)),
+                );
             }
-            StartupModel::One { name, url } => wanted.push((name.clone(), url.clone())),
+            StartupModel::One { name, url } => {
+                wanted.push((name.clone(), url.clone(), ModelOverrides::default(), false));
+            }
+            StartupModel::Snapshot { name, url, overrides, default } => {
+                wanted.push((Some(name.clone()), url.clone(), (**overrides).clone(), *default));
+            }
         }
     }
-    for (name, url) in wanted {
+    for (name, url, overrides, default) in wanted {
         // Startup models come from the operator's own command line: a path outside the store is allowed.
         let path =
             if Path::new(&url).is_absolute() { PathBuf::from(&url) } else { store.join(&url) };
         let request = RegisterRequest {
             url: url.clone(),
             model_name: name,
+            overrides,
             synchronous: true,
             loaded_at_startup: true,
             ..RegisterRequest::default()
         };
-        registry
+        let version = registry
             .register_path(path, request)
             .await
             .with_context(|| format!("cannot load startup model `{url}`"))?;
+        if default {
+            registry.set_default(version.name(), version.version())?;
+        }
     }
     Ok(())
 }

@@ -21,23 +21,13 @@ struct Snapshot {
     models: BTreeMap<String, BTreeMap<String, ModelOverrides>>,
 }
 
-/// What a snapshot asks for at startup.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct StartupSnapshot {
-    /// Each version's archive, loaded under the model's name.
-    pub(crate) load: Vec<StartupModel>,
-    /// Per-version settings, as the `models` key gives them.
-    pub(crate) models: BTreeMap<String, BTreeMap<String, ModelOverrides>>,
-    /// `(model, version)` pairs marked `defaultVersion`.
-    pub(crate) defaults: Vec<(String, String)>,
-}
-
-/// Parses a `model_snapshot` value. Every version must name its archive (`marName`): a snapshot that
-/// cannot be loaded as written is refused at startup rather than served with models missing.
-pub(crate) fn parse(json: &str) -> anyhow::Result<StartupSnapshot> {
+/// Parses a `model_snapshot` value into the startup models it names. Every version must name its
+/// archive (`marName`): a snapshot that cannot be loaded as written is refused at startup rather
+/// than served with models missing. The version keys only label the entries, as in TorchServe: the
+/// version served is the archive's own.
+pub(crate) fn parse(json: &str) -> anyhow::Result<Vec<StartupModel>> {
     let snapshot: Snapshot = serde_json::from_str(json)
         .context("invalid `model_snapshot` value in config.properties")?;
-    let versions: usize = snapshot.models.values().map(BTreeMap::len).sum();
     if let Some(count) = snapshot.model_count
         && count != snapshot.models.len()
     {
@@ -47,24 +37,27 @@ pub(crate) fn parse(json: &str) -> anyhow::Result<StartupSnapshot> {
             "model_snapshot's modelCount does not match its models; loading the models it lists"
         );
     }
-    let mut out = StartupSnapshot::default();
-    for (name, by_version) in &snapshot.models {
-        for (version, settings) in by_version {
-            let Some(mar) = settings.mar_name.as_deref().map(str::trim).filter(|m| !m.is_empty())
+    let mut load = Vec::new();
+    for (name, by_version) in snapshot.models {
+        for (version, mut settings) in by_version {
+            let Some(mar) =
+                settings.mar_name.take().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty())
             else {
                 bail!("model_snapshot: model `{name}` version `{version}` has no marName");
             };
-            out.load.push(StartupModel::One { name: Some(name.clone()), url: mar.to_owned() });
-            if settings.default_version == Some(true) {
-                out.defaults.push((name.clone(), version.clone()));
-            }
+            let default = settings.default_version.take() == Some(true);
+            load.push(StartupModel::Snapshot {
+                name: name.clone(),
+                url: mar,
+                overrides: Box::new(settings),
+                default,
+            });
         }
     }
-    if versions == 0 {
+    if load.is_empty() {
         tracing::warn!("model_snapshot lists no models");
     }
-    out.models = snapshot.models;
-    Ok(out)
+    Ok(load)
 }
 
 #[cfg(test)]
@@ -73,24 +66,28 @@ mod tests {
 
     #[test]
     fn kserve_snapshot_loads_each_version_with_its_settings() {
-        let s = parse(
+        let load = parse(
             r#"{"name":"startup.cfg","modelCount":1,"models":{"mnist":{
                 "1.0":{"defaultVersion":true,"marName":"mnist.mar","minWorkers":1,"maxWorkers":5,
                        "batchSize":4,"maxBatchDelay":10,"responseTimeout":120},
                 "2.0":{"marName":"mnist_v2.mar"}}}}"#,
         )
         .unwrap();
+        let [
+            StartupModel::Snapshot { name, url, overrides, default: true },
+            StartupModel::Snapshot { url: url2, default: false, .. },
+        ] = &load[..]
+        else {
+            panic!("{load:?}")
+        };
         assert_eq!(
-            s.load,
-            vec![
-                StartupModel::One { name: Some("mnist".into()), url: "mnist.mar".into() },
-                StartupModel::One { name: Some("mnist".into()), url: "mnist_v2.mar".into() },
-            ]
+            (name.as_str(), url.as_str(), url2.as_str()),
+            ("mnist", "mnist.mar", "mnist_v2.mar")
         );
-        assert_eq!(s.defaults, vec![("mnist".to_owned(), "1.0".to_owned())]);
-        let v1 = &s.models["mnist"]["1.0"];
-        assert_eq!((v1.min_workers, v1.max_workers, v1.batch_size), (Some(1), Some(5), Some(4)));
-        assert_eq!((v1.max_batch_delay, v1.response_timeout), (Some(10), Some(120)));
+        let o = overrides;
+        assert_eq!((o.min_workers, o.max_workers, o.batch_size), (Some(1), Some(5), Some(4)));
+        assert_eq!((o.max_batch_delay, o.response_timeout), (Some(10), Some(120)));
+        assert_eq!((o.mar_name.as_deref(), o.default_version), (None, None));
     }
 
     #[test]

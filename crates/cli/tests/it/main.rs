@@ -5,6 +5,7 @@
 
 mod archive_cli;
 mod bench_cli;
+mod cluster;
 mod job_cli;
 mod redact_cli;
 mod serve_cli;
