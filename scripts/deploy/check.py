@@ -25,6 +25,9 @@ SCHEMAS = ROOT / "deploy" / "schemas"
 KUBERNETES_VERSION = "1.37.0"
 # Files that are not Kubernetes resources (a Prometheus Adapter values snippet).
 NOT_RESOURCES = {"prometheus-adapter-rules.yaml"}
+# Kinds with no namespace; every other kind a kustomization renders must carry one, or it lands in
+# whatever namespace kubectl's context names.
+CLUSTER_SCOPED = {"Namespace", "ClusterServingRuntime", "ClusterRole", "ClusterRoleBinding"}
 
 
 def strict(schema):
@@ -145,6 +148,9 @@ def main(kubectl):
                 continue
             count += 1
             problems += validate(doc, where) + policy(doc, where)
+            rendered = where.endswith("(rendered)")
+            if rendered and doc["kind"] not in CLUSTER_SCOPED and not doc["metadata"].get("namespace"):
+                problems.append(f"{where}: {doc['kind']}/{doc['metadata'].get('name')}: no namespace")
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

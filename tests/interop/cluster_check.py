@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,13 +51,32 @@ def documents(path):
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
+# The pod's ports and the free loopback ports standing in for them, one for one, so two listeners
+# a manifest puts on the same port clash here as they would in the pod.
+PORTS = {}
+
+
+def free(port):
+    port = int(port)
+    if port not in PORTS:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            PORTS[port] = s.getsockname()[1]
+    return str(PORTS[port])
+
+
 def loopback(text):
-    """Fixed listener ports (the pod's own network) become free ports on loopback."""
-    text = re.sub(r"http://0\.0\.0\.0:\d+", "http://127.0.0.1:0", text)
-    text = re.sub(r"(grpc_(?:inference|management)_port\s*=\s*)\d+", r"\g<1>0", text)
-    text = re.sub(r"(--grpc-(?:inference|management)-port=)\d+", r"\g<1>0", text)
+    """The pod's listeners (its own network) become loopback ones, each port its own free one."""
+    text = re.sub(r"(https?://)(?:0\.0\.0\.0|127\.0\.0\.1):(\d+)", lambda m: f"{m[1]}127.0.0.1:{free(m[2])}", text)
+    text = re.sub(r"(grpc_(?:inference|management)_port\s*=\s*)(\d+)", lambda m: m[1] + free(m[2]), text)
+    text = re.sub(r"(--grpc-(?:inference|management)-port=)(\d+)", lambda m: m[1] + free(m[2]), text)
     text = re.sub(r"(grpc_(?:inference|management)_address\s*=\s*)0\.0\.0\.0", r"\g<1>127.0.0.1", text)
     return re.sub(r"(--grpc-(?:inference|management)-address=)0\.0\.0\.0", r"\g<1>127.0.0.1", text)
+
+
+# Every listener a runtime's args must place: one left to its default could clash with another.
+LISTENER_FLAGS = ["--inference-address=", "--management-address=", "--metrics-address=",
+                  "--grpc-inference-port=", "--grpc-management-port="]
 
 
 def http(method, url, body=None, token=None, timeout=60):
@@ -270,7 +290,7 @@ job_queue_size=10
 enable_envvars_config=true
 install_py_dep_per_model=true
 model_store=/mnt/models/model-store
-model_snapshot={"name":"startup.cfg","modelCount":1,"models":{"tiny":{"1.0":{"defaultVersion":true,"marName":"tiny_ts.mar","minWorkers":1,"maxWorkers":3,"batchSize":4,"maxBatchDelay":15,"responseTimeout":120}}}}
+model_snapshot={"name":"startup.cfg","modelCount":2,"models":{"tiny":{"1.0":{"defaultVersion":true,"marName":"tiny_ts.mar","minWorkers":1,"maxWorkers":3,"batchSize":4,"maxBatchDelay":15,"responseTimeout":120}},"batch_len":{"1.0":{"defaultVersion":true,"marName":"batch_len.mar","minWorkers":1,"maxWorkers":1,"batchSize":1,"maxBatchDelay":10,"responseTimeout":120}}}}
 """
 
 
@@ -286,6 +306,11 @@ def template(container, labels, name):
 def runtime(file):
     doc = documents(K8S / "kserve" / file)[0]
     check(doc["kind"] == "ClusterServingRuntime", f"{file} is a {doc['kind']}")
+    args = doc["spec"]["containers"][0]["args"]
+    for flag in LISTENER_FLAGS:
+        check(any(a.startswith(flag) for a in args), f"{file} leaves {flag} to its default")
+    mgmt = [a for a in args if a.startswith("--management-address=")][0]
+    check("127.0.0.1" in mgmt, f"{file}: the management API (no key: KServe's auth) must stay on loopback")
     return doc
 
 
@@ -313,6 +338,16 @@ async def kserve_clients(pod, model, inputs, expected):
         check(np.allclose(answer.outputs[0].as_numpy().ravel(), expected, atol=1e-4), "gRPC v2 answer differs")
 
 
+async def python_handler(pod):
+    """KServe's v1 client to a Python handler: TS_SERVICE_ENVELOPE=kserve (from the runtime's env)
+    hands the handler the instances and wraps its answers as predictions."""
+    base = pod.api["inference"]
+    async with InferenceRESTClient(RESTConfig(protocol="v1")) as c:
+        check(await c.is_model_ready(base, "batch_len"), "REST v1: the Python model is not ready")
+        answer = await c.infer(base, {"instances": [1, 2, 3]}, model_name="batch_len")
+        check(answer == {"predictions": [{"batch": 3}] * 3}, f"the Python handler answered {answer}")
+
+
 def kserve_torchserve_layout(work):
     doc = runtime("clusterservingruntime-torchserve-layout.yaml")
     check("v1" in doc["spec"]["protocolVersions"], "the runtime does not offer v1")
@@ -322,11 +357,23 @@ def kserve_torchserve_layout(work):
     (models / "config").mkdir(parents=True)
     (models / "model-store").mkdir()
     shutil.copy(ROOT / "tests" / "fixtures" / "torch-model-archiver" / "tiny_ts.mar", models / "model-store")
+    # A Python handler, packed as a user packs one, run on TorchServe's own worker: the `python`
+    # image puts that worker's venv first on PATH, as PATH does here.
+    handler = ROOT / "tests" / "fixtures" / "python" / "batch_len"
+    subprocess.run(
+        [OXSERVE, "archive", "--model-name", "batch_len", "--handler", str(handler / "batch_handler.py"),
+         "--config-file", str(handler / "model-config.yaml"), "--export-path", str(models / "model-store")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    worker = ROOT / ".venv-python-worker" / "bin"
+    check(worker.exists(), "no TorchServe worker: run bash scripts/install-python-worker.sh")
     (models / "config" / "config.properties").write_text(
         loopback(KSERVE_CONFIG.replace("/mnt/models", str(models)))
     )
     mounts = {"/mnt/models": models, "/tmp": work / "tmp"}
-    pod = Pod(container, mounts, work, env={"PROTOCOL_VERSION": "v1"})
+    path = f"{worker}:{os.environ['PATH']}"
+    pod = Pod(container, mounts, work, env={"PROTOCOL_VERSION": "v1", "PATH": path})
     try:
         status, body = http("GET", pod.api["management"] + "/models/tiny")
         check(status == 200, f"describe tiny: {status}")
@@ -334,7 +381,9 @@ def kserve_torchserve_layout(work):
         settings = (d["maxWorkers"], d["batchSize"], d["maxBatchDelay"])
         check(settings == (3, 4, 15), f"model_snapshot's settings not applied: {settings}")
         asyncio.run(kserve_clients(pod, "tiny", EXPECTED["tiny"]["input"], EXPECTED["tiny"]["output"]))
-        print("ok: kserve-oxserve: model_snapshot loaded; KServe SDK REST v1, REST v2, gRPC v2 answered", flush=True)
+        asyncio.run(python_handler(pod))
+        print("ok: kserve-oxserve: model_snapshot loaded; KServe SDK REST v1, REST v2, gRPC v2 answered; "
+              "a Python handler answered v1 through the kserve envelope", flush=True)
         pod.process.send_signal(signal.SIGTERM)
         check(pod.process.wait(timeout=30) == 0, "oxserve did not exit 0 after SIGTERM")
     finally:
@@ -361,6 +410,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         for step in (deployment, kserve_torchserve_layout, kserve_onnx):
+            PORTS.clear()
             (work / step.__name__).mkdir()
             step(work / step.__name__)
 

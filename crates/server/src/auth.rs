@@ -9,12 +9,14 @@
 //!
 //! Replicas behind one Service need the same keys, so the keys can also come from the operator
 //! ([`AuthConfig::external`], a mounted Kubernetes Secret in TorchServe's key file format): then
-//! oxserve reads them and never writes, rotates or deletes the file, and re-reads it when a key does
-//! not match and the file has changed, so an updated Secret takes effect without a restart.
+//! oxserve reads them and never writes, rotates or deletes the file. Requests look at the file's
+//! modification time at most once a second and re-read it when it changed, so an updated Secret
+//! (a revoked key included) takes effect within a second of the kubelet writing it, without a
+//! restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -126,9 +128,17 @@ impl Key {
 pub(crate) struct Keys {
     config: AuthConfig,
     keys: RwLock<[Key; 3]>,
-    /// When an external key file was last read, as its modification time.
-    read_at: Mutex<Option<SystemTime>>,
+    /// When an external key file was last looked at, and its modification time then.
+    watch: Mutex<Watch>,
 }
+
+struct Watch {
+    checked: Instant,
+    modified: Option<SystemTime>,
+}
+
+/// How often requests look at an external key file.
+const RECHECK: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,36 +152,42 @@ impl Keys {
     /// Makes fresh keys and writes the key file, or reads an external one.
     pub(crate) fn create(config: AuthConfig) -> std::io::Result<Self> {
         if config.external {
-            let (keys, read_at) = read_file(&config.key_file)?;
-            return Ok(Self { config, keys: RwLock::new(keys), read_at: Mutex::new(read_at) });
+            let (keys, modified) = read_file(&config.key_file)?;
+            let watch = Mutex::new(Watch { checked: Instant::now(), modified });
+            return Ok(Self { config, keys: RwLock::new(keys), watch });
         }
         let keys = [Key::new(config.expiration)?, Key::new(config.expiration)?, Key::new(None)?];
-        let this = Self { config, keys: RwLock::new(keys), read_at: Mutex::new(None) };
+        let watch = Mutex::new(Watch { checked: Instant::now(), modified: None });
+        let this = Self { config, keys: RwLock::new(keys), watch };
         this.write_file()?;
         Ok(this)
     }
 
-    /// Re-reads an external key file that changed since it was read; whether the keys changed.
-    fn reload(&self) -> bool {
+    /// Re-reads an external key file that changed, looking at most once per [`RECHECK`]; a
+    /// request that finds another one looking goes on with the keys there are.
+    fn refresh(&self) {
         if !self.config.external {
-            return false;
+            return;
         }
-        let mut read_at = self.read_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let Ok(mut watch) = self.watch.try_lock() else { return };
+        if watch.checked.elapsed() < RECHECK {
+            return;
+        }
+        watch.checked = Instant::now();
         let modified = std::fs::metadata(&self.config.key_file).and_then(|m| m.modified()).ok();
-        if modified.is_none() || modified == *read_at {
-            return false;
+        if modified.is_none() || modified == watch.modified {
+            return;
         }
+        // Looked at once per change, whether it reads or not: a broken file warns once.
+        watch.modified = modified;
         match read_file(&self.config.key_file) {
-            Ok((keys, at)) => {
+            Ok((keys, _)) => {
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
-                *read_at = at;
                 tracing::info!(key_file = %self.config.key_file.display(), "external keys re-read");
-                true
             }
             Err(e) => {
-                // The old keys stay: a half-written Secret must not lock every client out.
+                // The old keys stay: a broken Secret must not lock every client out.
                 tracing::warn!(key_file = %self.config.key_file.display(), error = %e, "external key file changed but cannot be read; keeping the keys read before");
-                false
             }
         }
     }
@@ -200,13 +216,9 @@ impl Keys {
         }
     }
 
-    /// The kind of the key `token` is, if any, and whether it has expired; an unknown key first
-    /// re-reads an external key file that has changed.
+    /// The kind of the key `token` is, if any, and whether it has expired.
     fn classify(&self, token: &[u8]) -> Option<(KeyKind, bool)> {
-        self.classify_now(token).or_else(|| self.reload().then(|| self.classify_now(token))?)
-    }
-
-    fn classify_now(&self, token: &[u8]) -> Option<(KeyKind, bool)> {
+        self.refresh();
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         // Every key is compared, so timing does not tell which one matched.
         let matches: Vec<bool> = keys.iter().map(|k| k.matches(token)).collect();
@@ -217,6 +229,7 @@ impl Keys {
 
     /// The `kind` key's secret while it has not expired: what an AWS SDK signs with (SigV4).
     pub(crate) fn secret(&self, kind: KeyKind) -> Option<String> {
+        self.refresh();
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let key = &keys[KINDS.iter().position(|k| *k == kind)?];
         key.expires.is_none_or(|t| SystemTime::now() <= t).then(|| key.secret.clone())
@@ -313,6 +326,9 @@ pub(crate) fn check(keys: &Keys, needed: KeyKind, token: Option<&str>) -> Result
     };
     match keys.classify(token.as_bytes()) {
         None => Err(unauthorized("the key is not valid")),
+        Some((_, true)) if keys.config.external => {
+            Err(unauthorized("the key has expired; the key file it comes from needs a new one"))
+        }
         Some((_, true)) => Err(unauthorized(
             "the key has expired; rotate it with GET /token?type=… and the API key",
         )),
