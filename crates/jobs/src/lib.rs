@@ -14,6 +14,8 @@ pub mod manager;
 pub mod plan;
 pub mod report;
 mod runner;
+#[doc(hidden)]
+pub mod testing;
 pub mod transform;
 
 pub use location::Location;

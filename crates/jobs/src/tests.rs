@@ -1,7 +1,6 @@
 //! Jobs over real folders: outputs equal the library's, bad documents reported, a stopped job
 //! resumed to the same bytes, two processes sharing one job, one-document-per-line files.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Counters, DocumentsPer, Finish, Job, JobError, Location, META, Redact, RunOptions, Shard,
+    testing,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -20,42 +20,8 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const CALLS: &str = include_str!("../../pii/eval/heldout-calls.jsonl");
 
 /// `count` Contact Lens files (the held-out calls, round and round) in sub-folders of `dir`.
-fn write_calls(dir: &Path, count: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let calls = Call::read_lines(CALLS)?;
-    for i in 0..count {
-        let folder = dir.join(format!("day-{}", i % 3));
-        std::fs::create_dir_all(&folder)?;
-        let call = calls[i % calls.len()].contact_lens();
-        std::fs::write(
-            folder.join(format!("call-{i:05}.json")),
-            serde_json::to_vec_pretty(&call)?,
-        )?;
-    }
-    Ok(())
-}
-
-/// Every file under `dir` (outputs only: the job's records are left out), by relative name.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut folders = vec![dir.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let relative = path
-                .strip_prefix(dir)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if relative.starts_with(META) {
-                continue;
-            }
-            if path.is_dir() {
-                folders.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                files.insert(relative, bytes);
-            }
-        }
-    }
-    files
+fn write_calls(dir: &Path, count: usize) -> TestResult {
+    Ok(testing::write_calls(dir, &Call::read_lines(CALLS)?, count)?)
 }
 
 fn redact(output: Output, per: DocumentsPer) -> Arc<Redact> {
@@ -113,7 +79,7 @@ async fn outputs_equal_the_library_and_bad_documents_are_reported() -> TestResul
     assert!(reasons[2].0 == "latin1.txt" && reasons[2].1.contains("not UTF-8"), "{reasons:?}");
 
     let detector = Detector::new();
-    let written = tree(&output);
+    let written = testing::outputs(&output);
     assert_eq!(written.len(), 26);
     for (name, bytes) in &written {
         let source = std::fs::read(input.join(name))?;
@@ -184,7 +150,7 @@ async fn a_stopped_job_resumes_to_the_same_bytes() -> TestResult {
         job.run(&options("test", Shard::default()), &counters, &CancellationToken::new()).await?;
     assert!(matches!(second, Finish::Completed(ref r) if r.succeeded == 120), "{second:?}");
     assert_eq!(counters.skipped.load(std::sync::atomic::Ordering::Relaxed), done as u64 * 16);
-    assert_eq!(tree(&parts), tree(&whole));
+    assert_eq!(testing::outputs(&parts), testing::outputs(&whole));
     assert_eq!(
         std::fs::read(parts.join(META).join("report.json"))?,
         std::fs::read(whole.join(META).join("report.json"))?
@@ -215,7 +181,7 @@ async fn two_processes_share_one_job() -> TestResult {
     for run in runs {
         assert!(matches!(run.await??, Finish::Completed(ref r) if r.succeeded == 90));
     }
-    assert_eq!(tree(&shared), tree(&whole));
+    assert_eq!(testing::outputs(&shared), testing::outputs(&whole));
     Ok(())
 }
 

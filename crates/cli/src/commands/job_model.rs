@@ -15,7 +15,7 @@ use oxserve_core::metrics::Metrics;
 use oxserve_core::{EngineError, ModelVersion, RegisterRequest, Registry, RequestOptions};
 use oxserve_jobs::Transform;
 use oxserve_jobs::transform::{Outcome, Pending};
-use oxserve_python::{PythonRuntime, PythonSettings};
+use oxserve_python::PythonSettings;
 use serde_json::{Value, json};
 
 /// A loaded model, as a job transform.
@@ -34,12 +34,8 @@ impl Predict {
         let path = path.canonicalize().with_context(|| format!("--model {}", path.display()))?;
         let store = path.parent().context("--model has no folder")?.to_owned();
         let config = EngineConfig { model_store: store, ..EngineConfig::default() };
-        let backends = super::serve::backends("auto", None)?;
         let metrics = Arc::new(Metrics::new(oxserve_core::system::hostname(), None));
-        let registry = Arc::new(
-            Registry::with_metrics(config, backends, oxserve_handlers::builtins(), metrics)
-                .with_runtime(Arc::new(PythonRuntime::new(PythonSettings::default()))),
-        );
+        let registry = super::serve::registry(config, None, PythonSettings::default(), metrics)?;
         let url = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let request =
             RegisterRequest { url: url.clone(), synchronous: true, ..RegisterRequest::default() };

@@ -1,6 +1,6 @@
 //! `oxserve serve`: loads models and serves TorchServe's APIs and the Open Inference Protocol.
 
-use oxserve_python::PythonRuntime;
+use oxserve_python::{PythonRuntime, PythonSettings};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use anyhow::Context;
 use oxserve_backend::Backend;
 use oxserve_backend_ort::{OrtBackend, OrtConfig};
 use oxserve_backend_tract::TractBackend;
-use oxserve_core::config::ModelOverrides;
+use oxserve_core::config::{EngineConfig, ModelOverrides};
 use oxserve_core::metric_log::MetricLog;
 use oxserve_core::metrics::Metrics;
 use oxserve_core::system::hostname;
@@ -212,16 +212,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     info!(dir = %log.dir().display(), "writing ts_metrics.log, model_metrics.log and access_log.log");
     let metrics = Arc::new(Metrics::new(hostname(), Some(Arc::new(log))));
-    let backends = backends(&settings.engine.default_engine, settings.onnxruntime_lib.clone())?;
-    let registry = Arc::new(
-        Registry::with_metrics(
-            settings.engine.clone(),
-            backends,
-            oxserve_handlers::builtins(),
-            metrics,
-        )
-        .with_runtime(Arc::new(PythonRuntime::new(settings.python.clone()))),
-    );
+    let registry = registry(
+        settings.engine.clone(),
+        settings.onnxruntime_lib.clone(),
+        settings.python.clone(),
+        metrics,
+    )?;
     let sampler = tokio::spawn(log_system_metrics(Arc::clone(&registry), settings.metric_interval));
     load_startup_models(&registry, &store, &settings.load_models).await?;
     let server = Server::bind(settings.server.clone(), Arc::clone(&registry)).await?;
@@ -253,9 +249,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The registry models run on, as `serve` and `job --model` load them: the engines (in
+/// `default_engine`'s order), the built-in handlers and TorchServe's Python workers.
+pub(crate) fn registry(
+    engine: EngineConfig,
+    onnxruntime_lib: Option<PathBuf>,
+    python: PythonSettings,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<Registry>> {
+    let backends = backends(&engine.default_engine, onnxruntime_lib)?;
+    Ok(Arc::new(
+        Registry::with_metrics(engine, backends, oxserve_handlers::builtins(), metrics)
+            .with_runtime(Arc::new(PythonRuntime::new(python))),
+    ))
+}
+
 /// The engines this server offers, preferred first. ONNX Runtime is offered when its library loads;
 /// when it was asked for explicitly and does not load, startup stops with the reason.
-pub(crate) fn backends(
+fn backends(
     default_engine: &str,
     library: Option<PathBuf>,
 ) -> anyhow::Result<Vec<Arc<dyn Backend>>> {

@@ -3,12 +3,13 @@
 //! real S3 bucket (moto's server on loopback), one killed mid-job, and the others take its batches
 //! over; offset reports are read back from the bucket.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use oxserve_jobs::META;
+use oxserve_jobs::testing::{self, outputs};
 use oxserve_pii::eval::Call;
 
 use super::serve_cli::{Running, oxserve, start_with};
@@ -16,47 +17,13 @@ use super::serve_cli::{Running, oxserve, start_with};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const CALLS: &str = include_str!("../../../pii/eval/heldout-calls.jsonl");
-const META: &str = ".oxserve-job";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `count` Contact Lens files (the held-out calls, round and round) in three sub-folders.
 fn write_calls(dir: &Path, count: usize) -> TestResult {
-    let calls = Call::read_lines(CALLS)?;
-    for i in 0..count {
-        let folder = dir.join(format!("day-{}", i % 3));
-        std::fs::create_dir_all(&folder)?;
-        let call = calls[i % calls.len()].contact_lens();
-        std::fs::write(folder.join(format!("call-{i:05}.json")), serde_json::to_vec(&call)?)?;
-    }
-    Ok(())
-}
-
-/// Every file under `dir` but the job's records, by relative name (half-written files included:
-/// there must be none).
-fn outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut folders = vec![dir.to_owned()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let relative = path
-                .strip_prefix(dir)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if relative.starts_with(META) {
-                continue;
-            }
-            if path.is_dir() {
-                folders.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                files.insert(relative, bytes);
-            }
-        }
-    }
-    files
+    Ok(testing::write_calls(dir, &Call::read_lines(CALLS)?, count)?)
 }
 
 fn count_files(dir: &Path) -> usize {

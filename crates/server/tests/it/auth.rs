@@ -14,10 +14,7 @@ fn key(file: &Value, kind: &str) -> String {
 async fn keys_guard_each_api_and_rotate() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key_file.json");
-    let mut options = Options::default();
-    options.server.auth =
-        Some(AuthConfig { key_file: key_file.clone(), expiration: None, external: false });
-    let s = TestServer::start(options).await;
+    let (s, file) = TestServer::with_keys(dir.path()).await;
 
     #[cfg(unix)]
     {
@@ -25,7 +22,6 @@ async fn keys_guard_each_api_and_rotate() {
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "the key file must be readable by its owner only");
     }
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
     let (inference, management, api) =
         (key(&file, "inference"), key(&file, "management"), key(&file, "API"));
     assert_eq!(inference.len(), 64, "32 random bytes, hex");

@@ -5,9 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
 
-use crate::common::{Options, TestServer, repo};
+use crate::common::{TestServer, repo};
 use oxserve_pii::Detector;
-use oxserve_server::AuthConfig;
 use serde_json::{Value, json};
 
 const TEXTS: [&str; 4] = [
@@ -31,12 +30,7 @@ async fn boto3_gets_the_library_spans_and_comprehend_errors() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("key_file.json");
-    let mut options = Options::default();
-    options.server.auth =
-        Some(AuthConfig { key_file: key_file.clone(), expiration: None, external: false });
-    let s = TestServer::start(options).await;
-    let keys: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let (s, keys) = TestServer::with_keys(dir.path()).await;
     let inference = keys["inference"]["key"].as_str().unwrap().to_owned();
 
     let texts = dir.path().join("texts.json");

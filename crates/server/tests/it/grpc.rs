@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::common::{Options, TestServer, expected, model, open_server};
 use oxserve_core::config::{EngineConfig, ModelOverrides};
+use oxserve_server::ServerConfig;
 use oxserve_server::grpc::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use oxserve_server::grpc::proto::inference::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
@@ -25,7 +26,6 @@ use oxserve_server::grpc::proto::torchserve::management::{
     DescribeModelRequest, ListModelsRequest, RegisterModelRequest, ScaleWorkerRequest,
     SetDefaultRequest, UnregisterModelRequest,
 };
-use oxserve_server::{AuthConfig, ServerConfig};
 use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -510,12 +510,7 @@ async fn the_model_api_switch_holds_over_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_guard_the_grpc_services_as_they_guard_http() {
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("key_file.json");
-    let mut options = Options::default();
-    options.server.auth =
-        Some(AuthConfig { key_file: key_file.clone(), expiration: None, external: false });
-    let s = TestServer::start(options).await;
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let (s, file) = TestServer::with_keys(dir.path()).await;
     let key = |kind: &str| file[kind]["key"].as_str().unwrap().to_owned();
     let with = |token: Option<String>, request: ModelInferRequest| {
         let mut request = tonic::Request::new(request);

@@ -204,6 +204,21 @@ impl TestServer {
         Self::start(Options::default()).await
     }
 
+    /// The default server with token authorization on, its keys made and written to
+    /// `dir/key_file.json`; the server and the key file's contents.
+    pub async fn with_keys(dir: &Path) -> (Self, serde_json::Value) {
+        let key_file = dir.join("key_file.json");
+        let mut options = Options::default();
+        options.server.auth = Some(oxserve_server::AuthConfig {
+            key_file: key_file.clone(),
+            expiration: None,
+            external: false,
+        });
+        let s = Self::start(options).await;
+        let keys = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+        (s, keys)
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
