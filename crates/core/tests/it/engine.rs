@@ -25,6 +25,10 @@ struct Counting {
     threads: Arc<Mutex<Vec<String>>>,
     /// Sessions cannot be created (a model whose workers keep failing).
     broken_sessions: bool,
+    /// Sessions of the model in the file of this name answer an input they ran before from
+    /// memory (tract's own answer, kept), so a run costs a microsecond or two whatever the build
+    /// profile or the machine's load.
+    memo: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -34,6 +38,7 @@ struct CountingModel {
     runs: Arc<AtomicUsize>,
     threads: Arc<Mutex<Vec<String>>>,
     broken_sessions: bool,
+    memo: bool,
 }
 
 struct CountingSession {
@@ -41,6 +46,8 @@ struct CountingSession {
     rows: Arc<AtomicUsize>,
     runs: Arc<AtomicUsize>,
     threads: Arc<Mutex<Vec<String>>>,
+    /// The last input run and tract's answer to it, when the backend memoises.
+    memo: Option<Option<(Vec<Tensor>, Vec<Tensor>)>>,
 }
 
 impl Backend for Counting {
@@ -54,6 +61,7 @@ impl Backend for Counting {
             runs: Arc::clone(&self.runs),
             threads: Arc::clone(&self.threads),
             broken_sessions: self.broken_sessions,
+            memo: self.memo.is_some_and(|name| source.path.ends_with(name)),
         }))
     }
 }
@@ -71,6 +79,7 @@ impl LoadedModel for CountingModel {
             rows: Arc::clone(&self.rows),
             runs: Arc::clone(&self.runs),
             threads: Arc::clone(&self.threads),
+            memo: self.memo.then_some(None),
         }))
     }
 }
@@ -84,7 +93,15 @@ impl Session for CountingSession {
         }
         self.rows.fetch_add(inputs[0].rows(), Ordering::SeqCst);
         self.runs.fetch_add(1, Ordering::SeqCst);
-        self.inner.run(inputs)
+        let Some(memo) = &mut self.memo else { return self.inner.run(inputs) };
+        if let Some((seen, answer)) = memo.as_ref()
+            && *seen == inputs
+        {
+            return Ok(answer.clone());
+        }
+        let answer = self.inner.run(inputs.clone())?;
+        *memo = Some((inputs, answer.clone()));
+        Ok(answer)
     }
     fn device(&self) -> Device {
         self.inner.device()
@@ -431,7 +448,9 @@ async fn until_inline(v: &Arc<ModelVersion>, threads: &Mutex<Vec<String>>) -> Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_microsecond_model_runs_alone_requests_inline_a_slow_one_never() {
-    let backend = Counting::default();
+    // Memoised: tiny.onnx takes 5 µs optimised but 60 µs in a debug build, which sits either side
+    // of the line; an answer from memory is a microsecond model on any machine.
+    let backend = Counting { memo: Some("tiny.onnx"), ..Counting::default() };
     let threads = Arc::clone(&backend.threads);
     let registry = Arc::new(Registry::new(
         EngineConfig::default(),
