@@ -4,16 +4,16 @@
 
 use oxserve_python::PythonSettings;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use oxserve_core::config::{EngineConfig, ModelOverrides};
 use oxserve_core::metric_log::Rotation;
-use oxserve_server::{AuthConfig, ServerConfig, TlsConfig};
+use oxserve_server::{AuthConfig, ServerConfig};
 use oxserve_store::remote::{AllowList, DownloadLimits};
 
+mod listeners;
 mod snapshot;
 
 /// Keys of config.properties that oxserve reads; others are logged as ignored.
@@ -57,6 +57,8 @@ const KNOWN_KEYS: &[&str] = &[
     "body_read_timeout",
     "certificate_file",
     "private_key_file",
+    "enable_grpc_ssl",
+    "keystore",
     "max_model_download_size",
     "number_of_gpu",
     "gpu_fallback",
@@ -142,35 +144,6 @@ impl Layers {
         }
     }
 
-    fn address(&self, key: &str, default: &str) -> anyhow::Result<SocketAddr> {
-        parse_address(self.get(key).unwrap_or(default)).with_context(|| format!("invalid {key}"))
-    }
-
-    /// A gRPC listener: the host of `address_key` (loopback by default; a port given there is kept)
-    /// and the port of `port_key`, which wins, as TorchServe's `grpc_*_port` keys.
-    fn grpc_address(
-        &self,
-        address_key: &str,
-        port_key: &str,
-        default_port: u16,
-    ) -> anyhow::Result<SocketAddr> {
-        let mut addr = match self.get(address_key) {
-            None => SocketAddr::from(([127, 0, 0, 1], default_port)),
-            Some(v) => {
-                let mut addr =
-                    parse_address(v).with_context(|| format!("invalid {address_key}"))?;
-                if !has_port(v) {
-                    addr.set_port(default_port);
-                }
-                addr
-            }
-        };
-        if self.get(port_key).is_some() {
-            addr.set_port(self.number(port_key, default_port)?);
-        }
-        Ok(addr)
-    }
-
     /// Validates every layer into the configurations the server and engine take.
     pub(crate) fn resolve(&self) -> anyhow::Result<Resolved> {
         let server = ServerConfig {
@@ -212,14 +185,7 @@ impl Layers {
             drain_timeout: Duration::from_secs(self.number("drain_timeout", 30)?),
             header_read_timeout: Duration::from_secs(self.number("header_read_timeout", 10)?),
             body_read_timeout: Duration::from_secs(self.number("body_read_timeout", 60)?),
-            tls: match (self.get("certificate_file"), self.get("private_key_file")) {
-                (None, None) => None,
-                (Some(cert), Some(key)) => Some(TlsConfig {
-                    certificate_file: PathBuf::from(cert),
-                    private_key_file: PathBuf::from(key),
-                }),
-                _ => bail!("TLS needs both certificate_file and private_key_file"),
-            },
+            tls: self.tls()?,
             server_name: match self.get("server_name").map(str::trim) {
                 None => "oxserve".into(),
                 Some("") => bail!("server_name must not be empty"),
@@ -374,54 +340,9 @@ fn parse_models(json: &str) -> anyhow::Result<BTreeMap<String, BTreeMap<String, 
     serde_json::from_str(json).context("invalid `models` value in config.properties")
 }
 
-/// Whether an address value names its port (`host:port`, `http://[::1]:9`), rather than leaving it to
-/// a default.
-fn has_port(value: &str) -> bool {
-    let host_port =
-        value.trim().strip_prefix("http://").unwrap_or(value.trim()).trim_end_matches('/');
-    url::Url::parse(&format!("http://{host_port}")).is_ok_and(|u| u.port().is_some())
-}
-
-/// Parses a listener address: `http://host:port`, `host:port`. `https://` and `unix:` are refused
-/// with a clear message rather than silently served as plain HTTP.
-pub(crate) fn parse_address(value: &str) -> anyhow::Result<SocketAddr> {
-    let value = value.trim();
-    if value.starts_with("https://") {
-        bail!(
-            "`{value}`: TLS listeners are not supported yet; terminate TLS in a proxy in front of oxserve"
-        );
-    }
-    if value.starts_with("unix:") {
-        bail!("`{value}`: unix socket listeners are not supported");
-    }
-    let host_port = value.strip_prefix("http://").unwrap_or(value).trim_end_matches('/');
-    let parsed = url::Url::parse(&format!("http://{host_port}"))
-        .with_context(|| format!("`{value}` is not an address"))?;
-    let host = parsed.host_str().with_context(|| format!("`{value}` has no host"))?;
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, port)
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve `{value}`"))?
-        .next()
-        .with_context(|| format!("`{value}` resolves to no address"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_parse_like_torchserve() {
-        assert_eq!(
-            parse_address("http://127.0.0.1:8080").unwrap(),
-            "127.0.0.1:8080".parse().unwrap()
-        );
-        assert_eq!(parse_address("0.0.0.0:9000").unwrap(), "0.0.0.0:9000".parse().unwrap());
-        assert_eq!(parse_address("http://[::1]:8085").unwrap(), "[::1]:8085".parse().unwrap());
-        assert!(parse_address("https://127.0.0.1:8443").is_err());
-        assert!(parse_address("unix:/tmp/sock").is_err());
-    }
 
     #[test]
     fn load_models_forms() {

@@ -54,7 +54,7 @@ use tracing::info;
 
 pub use crate::auth::AuthConfig;
 use crate::error::ApiError;
-pub use crate::listen::TlsConfig;
+pub use crate::listen::{TlsConfig, TlsListeners};
 
 /// Listener addresses and HTTP limits.
 #[derive(Debug, Clone)]
@@ -87,7 +87,8 @@ pub struct ServerConfig {
     pub header_read_timeout: std::time::Duration,
     /// How long a client may take to send a request body before it is answered 408.
     pub body_read_timeout: std::time::Duration,
-    /// HTTPS on every listener (`certificate_file` and `private_key_file`); `None`: plain HTTP.
+    /// HTTPS (`certificate_file`, `private_key_file`) and the listeners it is on; `None`: plain
+    /// HTTP everywhere.
     pub tls: Option<TlsConfig>,
     /// The name OIP server metadata gives (`server_name`): clients written for another server
     /// sometimes check it.
@@ -178,13 +179,32 @@ impl Api {
     fn is_grpc(self) -> bool {
         matches!(self, Self::GrpcInference | Self::GrpcManagement)
     }
+
+    /// Whether this API's listener speaks TLS.
+    fn is_tls(self, tls: Option<&TlsConfig>) -> bool {
+        let Some(on) = tls.map(|t| t.listeners) else { return false };
+        match self {
+            Self::Inference => on.inference,
+            Self::Management => on.management,
+            Self::Metrics => on.metrics,
+            Self::GrpcInference | Self::GrpcManagement => on.grpc,
+        }
+    }
+}
+
+/// A bound listener: the APIs it serves and whether it speaks TLS.
+#[derive(Debug)]
+struct Listener {
+    apis: Vec<Api>,
+    tls: bool,
+    socket: TcpListener,
 }
 
 /// Bound listeners, ready to serve.
 #[derive(Debug)]
 pub struct Server {
     state: AppState,
-    listeners: Vec<(Vec<Api>, TcpListener)>,
+    listeners: Vec<Listener>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
@@ -193,7 +213,8 @@ impl Server {
     /// two gRPC APIs; an HTTP API and a gRPC API never do.
     ///
     /// # Errors
-    /// When an address cannot be bound.
+    /// When an address cannot be bound, the certificate or key cannot be used, or two APIs share
+    /// an address but only one of them speaks TLS.
     pub async fn bind(config: ServerConfig, registry: Arc<Registry>) -> std::io::Result<Self> {
         let wanted = [
             (Api::Inference, config.inference_address),
@@ -212,17 +233,27 @@ impl Server {
                 None => groups.push((addr, vec![api])),
             }
         }
+        let is_tls = |api: &Api| api.is_tls(config.tls.as_ref());
+        if let Some((addr, apis)) =
+            groups.iter().find(|(_, apis)| apis.iter().any(|a| is_tls(a) != is_tls(&apis[0])))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{apis:?} share {addr}, but not all of their addresses say https://"),
+            ));
+        }
         // Certificate problems stop the start, before anything listens.
         let tls = config.tls.as_ref().map(TlsConfig::server_config).transpose()?;
         let mut listeners = Vec::new();
         for (addr, apis) in groups {
+            let tls = is_tls(&apis[0]);
             if !addr.ip().is_loopback() {
                 tracing::warn!(%addr, apis = ?apis, "listening beyond this machine (not a loopback address)");
             }
-            let listener = TcpListener::bind(addr).await.map_err(|e| {
+            let socket = TcpListener::bind(addr).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr} for {apis:?}: {e}"))
             })?;
-            listeners.push((apis, listener));
+            listeners.push(Listener { apis, tls, socket });
         }
         let keys = match &config.auth {
             Some(auth) => {
@@ -278,8 +309,8 @@ impl Server {
     fn addr_of(&self, api: Api) -> SocketAddr {
         self.listeners
             .iter()
-            .find(|(apis, _)| apis.contains(&api))
-            .and_then(|(_, l)| l.local_addr().ok())
+            .find(|l| l.apis.contains(&api))
+            .and_then(|l| l.socket.local_addr().ok())
             .expect("every API has a bound listener")
     }
 
@@ -318,13 +349,14 @@ impl Server {
     ) -> std::io::Result<()> {
         let token = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        for (apis, listener) in self.listeners {
+        for Listener { apis, tls, socket } in self.listeners {
             let router = router(&apis, self.state.clone());
             let token = token.clone();
-            info!(addr = %listener.local_addr()?, apis = ?apis, "listening");
+            info!(addr = %socket.local_addr()?, apis = ?apis, tls, "listening");
             let limits =
                 listen::ConnLimits { header_read_timeout: self.state.config.header_read_timeout };
-            tasks.spawn(listen::serve(listener, router, self.tls.clone(), limits, token));
+            let tls = self.tls.clone().filter(|_| tls);
+            tasks.spawn(listen::serve(socket, router, tls, limits, token));
         }
         tokio::spawn({
             let (token, draining) = (token.clone(), Arc::clone(&self.state.draining));

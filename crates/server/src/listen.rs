@@ -27,13 +27,35 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-/// HTTPS for every listener: a PEM certificate chain and its private key.
+/// HTTPS: a PEM certificate chain, its private key, and the listeners that use them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// Certificate chain, PEM (`certificate_file`).
     pub certificate_file: PathBuf,
     /// Private key, PEM: PKCS#8, PKCS#1 or SEC1 (`private_key_file`).
     pub private_key_file: PathBuf,
+    /// Which listeners speak TLS.
+    pub listeners: TlsListeners,
+}
+
+/// Which listeners speak TLS. TorchServe decides it per listener: an `https://` address, and
+/// `enable_grpc_ssl` for the two gRPC ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one switch per listener, as the settings name them
+pub struct TlsListeners {
+    /// The inference API.
+    pub inference: bool,
+    /// The management API.
+    pub management: bool,
+    /// The metrics API.
+    pub metrics: bool,
+    /// Both gRPC APIs.
+    pub grpc: bool,
+}
+
+impl TlsListeners {
+    /// Every listener.
+    pub const ALL: Self = Self { inference: true, management: true, metrics: true, grpc: true };
 }
 
 impl TlsConfig {
@@ -64,11 +86,22 @@ impl TlsConfig {
             .map_err(|e| bad(&self.certificate_file, e.to_string()))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| {
-                bad(&self.private_key_file, format!("does not fit the certificate: {e}"))
-            })?;
+            .map_err(|e| bad(&self.private_key_file, key_error(&e)))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// Why a key was refused, in words that name the cause: a key that does not match the certificate,
+/// or one the TLS library cannot sign with (RSA under 2048 bits, such as old test keys).
+fn key_error(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(_) => format!("does not fit the certificate: {e}"),
+        _ => format!(
+            "cannot be used ({e}): oxserve takes RSA keys of 2048 to 8192 bits, ECDSA P-256/P-384 \
+             and Ed25519; a shorter RSA key is refused as too weak, make a new one \
+             (`openssl req -x509 -newkey rsa:2048 ...`)"
+        ),
     }
 }
 

@@ -9,4 +9,5 @@ mod cluster;
 mod job_cli;
 mod redact_cli;
 mod serve_cli;
+mod tls_cli;
 mod tune_cli;

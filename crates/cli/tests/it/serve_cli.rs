@@ -34,7 +34,7 @@ pub(super) fn oxserve() -> Command {
 }
 
 /// A running server, killed when dropped so a failing test never leaves it behind.
-pub(super) struct Running(Option<Child>);
+pub(super) struct Running(pub(super) Option<Child>);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -102,7 +102,7 @@ fn sigterm(child: &Child) {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
 
-fn terminate(mut running: Running) {
+pub(super) fn terminate(mut running: Running) {
     let mut child = running.0.take().unwrap();
     sigterm(&child);
     for _ in 0..100 {
@@ -235,7 +235,7 @@ fn bad_startup_configuration_exits_with_a_clear_error() {
     let out =
         oxserve().args(["serve", "--inference-address", "https://127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate_file"));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::common::{Options, TestServer};
-use oxserve_server::TlsConfig;
+use oxserve_server::{TlsConfig, TlsListeners};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -123,9 +123,18 @@ async fn https_listeners_serve_with_the_configured_certificate() {
     std::fs::write(&cert_file, cert.cert.pem()).unwrap();
     std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
     let mut options = Options::default();
-    options.server.tls =
-        Some(TlsConfig { certificate_file: cert_file.clone(), private_key_file: key_file.clone() });
+    // TLS on the inference listener only, as `inference_address=https://...` with the others
+    // `http://` sets it.
+    let only_inference =
+        TlsListeners { inference: true, management: false, metrics: false, grpc: false };
+    options.server.tls = Some(TlsConfig {
+        certificate_file: cert_file.clone(),
+        private_key_file: key_file.clone(),
+        listeners: only_inference,
+    });
     let server = TestServer::start(options).await;
+    let metrics = server.client.get(format!("{}/metrics", server.metrics)).send().await.unwrap();
+    assert_eq!(metrics.status(), 200, "the metrics listener stays plain HTTP");
     let port = server.inference.rsplit(':').next().unwrap().to_owned();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
@@ -150,9 +159,32 @@ async fn https_listeners_serve_with_the_configured_certificate() {
         oxserve_handlers::builtins(),
     ));
     let mut config = Options::default().server;
-    config.tls = Some(TlsConfig { certificate_file: cert_file, private_key_file: key_file });
+    config.tls = Some(TlsConfig {
+        certificate_file: cert_file,
+        private_key_file: key_file,
+        listeners: TlsListeners::ALL,
+    });
+    let err = oxserve_server::Server::bind(config.clone(), registry.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("does not fit the certificate"), "{err}");
+
+    // An RSA-1024 key (old test suites ship them) is refused as too weak, and the message says so.
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
+    config.tls = Some(TlsConfig {
+        certificate_file: fixtures.join("rsa1024-cert.pem"),
+        private_key_file: fixtures.join("rsa1024-key.pem"),
+        listeners: TlsListeners::ALL,
+    });
+    let err = oxserve_server::Server::bind(config.clone(), registry.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("RSA keys of 2048 to 8192 bits"), "{err}");
+
+    // Two APIs on one address must agree on TLS.
+    config.tls = Some(TlsConfig { listeners: only_inference, ..config.tls.unwrap() });
+    // (A fixed port: port-0 addresses never share; the start stops before anything binds.)
+    config.inference_address = "127.0.0.1:1".parse().unwrap();
+    config.management_address = config.inference_address;
     let err = oxserve_server::Server::bind(config, registry).await.unwrap_err();
-    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(err.to_string().contains("https://"), "{err}");
 }
 
 fn rss_kib() -> u64 {
