@@ -32,6 +32,7 @@ pub mod metrics;
 mod model;
 mod placement;
 mod registry;
+pub mod stats;
 pub mod system;
 
 pub use error::{EngineError, Result};

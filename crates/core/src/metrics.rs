@@ -25,6 +25,7 @@ use prometheus::{
 };
 
 use crate::EngineError;
+use crate::stats::ModelStats;
 use crate::metric_log::{MetricLog, ModelLabels, RequestLines};
 
 /// How a request ended, for `oxserve_requests_total{outcome}`.
@@ -305,6 +306,7 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&[name, version]),
             outcomes: Outcome::ALL
                 .map(|o| self.outcomes.with_label_values(&[name, version, o.as_str()])),
+            stats: ModelStats::default(),
             all: self.clone(),
         }
     }
@@ -350,6 +352,8 @@ pub struct ModelMetrics {
     busy_workers: IntGauge,
     in_flight: IntGauge,
     outcomes: [IntCounter; 6],
+    /// Triton-style running totals (the statistics extension).
+    stats: ModelStats,
     /// The families themselves (cheap handles), for log lines, worker load times and removing this
     /// version's series at unload.
     all: Metrics,
@@ -421,9 +425,16 @@ impl ModelMetrics {
         }
     }
 
-    pub(crate) fn record_batch(&self, size: usize) {
+    /// Counts one engine run of `size` requests that took `took`.
+    pub(crate) fn record_batch(&self, size: usize, took: Duration) {
         #[allow(clippy::cast_precision_loss)]
         self.batch_size.observe(size as f64);
+        self.stats.executed(size, took);
+    }
+
+    /// The running totals of Triton's statistics extension.
+    pub fn stats(&self) -> &ModelStats {
+        &self.stats
     }
 
     /// Sets the gauges that are read at scrape time rather than counted: queue depth and requests

@@ -6,4 +6,5 @@
 //! tools that only pack or inspect archives need nothing else.
 
 pub mod archive;
+pub mod listing;
 pub mod remote;

@@ -307,16 +307,10 @@ async fn load_startup_models(
     for m in models {
         match m {
             StartupModel::All => {
-                let entries = std::fs::read_dir(store)
+                let entries = oxserve_store::listing::models(store)
                     .with_context(|| format!("cannot list the model store {}", store.display()))?;
-                let mut names: Vec<String> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| is_model_entry(store, n))
-                    .collect();
-                names.sort();
                 wanted.extend(
-                    names.into_iter().map(|url| (None, url, ModelOverrides::default(), false)),
+                    entries.into_iter().map(|e| (None, e.file, ModelOverrides::default(), false)),
                 );
             }
             StartupModel::One { name, url } => {
@@ -348,16 +342,6 @@ async fn load_startup_models(
         }
     }
     Ok(())
-}
-
-/// Model store entries `--models all` picks up: archives, .onnx files and folders.
-fn is_model_entry(store: &Path, name: &str) -> bool {
-    if name.starts_with('.') {
-        return false;
-    }
-    let lower = name.to_ascii_lowercase();
-    [".mar", ".tar.gz", ".tgz", ".zip", ".onnx"].iter().any(|s| lower.ends_with(s))
-        || store.join(name).is_dir()
 }
 
 /// Writes host metrics to ts_metrics.log every `interval`, as TorchServe's metric collector does.

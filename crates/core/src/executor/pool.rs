@@ -339,8 +339,7 @@ fn run_worker<E: Executor + ?Sized>(
         };
         let Some(batch) = queue.next_batch(&shared.stop) else { break };
         metrics.busy().inc();
-        metrics.record_batch(batch.len());
-        let healthy = run_batch(executor, active, batch);
+        let healthy = run_batch(executor, active, batch, &metrics);
         metrics.busy().dec();
         if !healthy {
             // The worker's state may be broken (a panic, a dead process): start afresh.
@@ -373,6 +372,7 @@ fn run_batch<E: Executor + ?Sized>(
     executor: &E,
     worker: &mut E::Worker,
     jobs: Vec<Job<E::Input, E::Output>>,
+    metrics: &ModelMetrics,
 ) -> bool {
     let started = Instant::now();
     // The client may have gone between batch forming and now; such requests never run.
@@ -406,6 +406,7 @@ fn run_batch<E: Executor + ?Sized>(
             Ran::failed(n, &error, started.elapsed(), true)
         }
     };
+    metrics.record_batch(n, ran.took);
     for ((arrived, reply, span, _), answer) in waiting.into_iter().zip(ran.answers) {
         let answer = answer.map(|output| Done {
             output,

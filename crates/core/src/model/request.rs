@@ -34,14 +34,22 @@ impl Ticket {
     pub async fn infer(self, inputs: Vec<Tensor>) -> Result<Done<Vec<Tensor>>> {
         let v = &self.version;
         let mut record = Recorder::new(&v.metrics, self.options.request_id.as_deref());
+        // Triton counts a request's rows as its inferences where the model batches.
+        let rows = match inputs.first() {
+            Some(t) if v.signature().is_batchable() => t.rows(),
+            _ => 1,
+        };
         let result = v.submit(inputs, &self.options).await;
         match &result {
-            Ok(done) => record.answered(RequestTimings {
-                queue: done.queue_time,
-                inference: done.inference_time,
-                total: record.started.elapsed(),
-                ..RequestTimings::default()
-            }),
+            Ok(done) => record.answered(
+                RequestTimings {
+                    queue: done.queue_time,
+                    inference: done.inference_time,
+                    total: record.started.elapsed(),
+                    ..RequestTimings::default()
+                },
+                rows,
+            ),
             Err(e) => record.failed(e),
         }
         result
@@ -57,7 +65,7 @@ impl Ticket {
         let mut record = Recorder::new(&v.metrics, self.options.request_id.as_deref());
         let result = v.run_handler(payload, &self.options).await;
         match &result {
-            Ok((_, timings)) => record.answered(*timings),
+            Ok((_, timings)) => record.answered(*timings, 1),
             Err(e) => record.failed(e),
         }
         result
@@ -89,7 +97,7 @@ impl Ticket {
                     total: record.started.elapsed(),
                     ..RequestTimings::default()
                 };
-                record.answered(timings);
+                record.answered(timings, 1);
                 Ok((done.output, timings))
             }
             Err(e) => {
@@ -140,7 +148,7 @@ impl ModelVersion {
         if queue.policy().sends_lone_request_at_once() && queue.len() == 0 {
             match executor.run_inline(request) {
                 Ok((answer, took)) => {
-                    self.metrics.record_batch(1);
+                    self.metrics.record_batch(1, took);
                     return answer.map(|output| Done {
                         output,
                         queue_time: Duration::ZERO,
@@ -281,14 +289,16 @@ impl<'a> Recorder<'a> {
         Self { metrics, request_id, started: Instant::now(), done: false }
     }
 
-    fn answered(&mut self, timings: RequestTimings) {
+    fn answered(&mut self, timings: RequestTimings, rows: usize) {
         self.done = true;
         self.metrics.record(Outcome::Ok, Some(&timings), self.request_id);
+        self.metrics.stats().answered(&timings, rows);
     }
 
     pub(super) fn failed(&mut self, err: &EngineError) {
         self.done = true;
         self.metrics.record(Outcome::of(err), None, self.request_id);
+        self.metrics.stats().failed(self.started.elapsed());
     }
 }
 
@@ -296,6 +306,7 @@ impl Drop for Recorder<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.metrics.record(Outcome::Cancelled, None, self.request_id);
+            self.metrics.stats().failed(self.started.elapsed());
         }
     }
 }
