@@ -3,8 +3,12 @@
 //! clients into `OUT_DIR`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos =
-        ["grpc_service.proto", "torchserve_inference.proto", "torchserve_management.proto"];
+    let protos = [
+        "grpc_service.proto",
+        "model_config.proto",
+        "torchserve_inference.proto",
+        "torchserve_management.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed=proto/{proto}");
     }

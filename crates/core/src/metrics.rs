@@ -25,8 +25,8 @@ use prometheus::{
 };
 
 use crate::EngineError;
-use crate::stats::ModelStats;
 use crate::metric_log::{MetricLog, ModelLabels, RequestLines};
+use crate::stats::ModelStats;
 
 /// How a request ended, for `oxserve_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

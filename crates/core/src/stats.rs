@@ -31,7 +31,10 @@ impl Counted {
     }
 
     fn read(&self) -> Duration64 {
-        Duration64 { count: self.count.load(Ordering::Relaxed), ns: self.ns.load(Ordering::Relaxed) }
+        Duration64 {
+            count: self.count.load(Ordering::Relaxed),
+            ns: self.ns.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -177,7 +180,10 @@ mod tests {
         assert_eq!(s.compute_output, Duration64 { count: 2, ns: 8_000_000 });
         assert_eq!(
             s.batches,
-            [(1, Duration64 { count: 1, ns: 1_000_000 }), (2, Duration64 { count: 2, ns: 6_000_000 })]
+            [
+                (1, Duration64 { count: 1, ns: 1_000_000 }),
+                (2, Duration64 { count: 2, ns: 6_000_000 })
+            ]
         );
         assert!(s.last_inference_ms > 1_700_000_000_000);
     }

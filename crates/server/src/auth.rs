@@ -362,7 +362,10 @@ pub(crate) async fn require(
     }
     let needed = if path == "/token" {
         KeyKind::Api
-    } else if path == "/models" || path.starts_with("/models/") {
+    } else if path == "/models"
+        || path.starts_with("/models/")
+        || path.starts_with("/v2/repository/")
+    {
         KeyKind::Management
     } else {
         KeyKind::Inference

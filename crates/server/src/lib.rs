@@ -33,6 +33,7 @@ mod services;
 mod sigv4;
 mod tensor_bytes;
 mod v2;
+mod v2_extensions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -515,6 +516,14 @@ fn inference_routes() -> Router<AppState> {
         .route("/v2/models/{model}/versions/{version}", get(v2::model_metadata))
         .route("/v2/models/{model}/versions/{version}/ready", get(v2::model_ready))
         .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer))
+        .route("/v2/models/stats", get(v2_extensions::all_stats))
+        .route("/v2/models/{model}/stats", get(v2_extensions::model_stats))
+        .route("/v2/models/{model}/versions/{version}/stats", get(v2_extensions::version_stats))
+        .route("/v2/models/{model}/config", get(v2_extensions::model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(v2_extensions::version_config))
+        .route("/v2/repository/index", post(v2_extensions::index))
+        .route("/v2/repository/models/{model}/load", post(v2_extensions::load))
+        .route("/v2/repository/models/{model}/unload", post(v2_extensions::unload))
 }
 
 fn management_routes() -> Router<AppState> {

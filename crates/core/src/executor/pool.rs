@@ -339,7 +339,7 @@ fn run_worker<E: Executor + ?Sized>(
         };
         let Some(batch) = queue.next_batch(&shared.stop) else { break };
         metrics.busy().inc();
-        let healthy = run_batch(executor, active, batch, &metrics);
+        let healthy = run_batch(executor, active, batch, metrics);
         metrics.busy().dec();
         if !healthy {
             // The worker's state may be broken (a panic, a dead process): start afresh.

@@ -14,6 +14,7 @@
 
 mod oip;
 mod torchserve;
+mod triton;
 
 use std::time::Duration;
 

@@ -19,8 +19,11 @@ use super::proto::inference::infer_parameter::ParameterChoice;
 use super::proto::inference::model_infer_response::InferOutputTensor;
 use super::proto::inference::model_metadata_response::TensorMetadata;
 use super::proto::inference::{
-    InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest,
-    ModelMetadataResponse, ModelReadyRequest, ModelReadyResponse, ModelStreamInferResponse,
+    InferTensorContents, ModelConfigRequest, ModelConfigResponse, ModelInferRequest,
+    ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse, ModelReadyRequest,
+    ModelReadyResponse, ModelStatisticsRequest, ModelStatisticsResponse, ModelStreamInferResponse,
+    RepositoryIndexRequest, RepositoryIndexResponse, RepositoryModelLoadRequest,
+    RepositoryModelLoadResponse, RepositoryModelUnloadRequest, RepositoryModelUnloadResponse,
     ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse,
     ServerReadyRequest, ServerReadyResponse,
 };
@@ -64,8 +67,17 @@ impl GrpcInferenceService for Oip {
     ) -> Result<Response<ModelReadyResponse>, Status> {
         self.0.admit(&request, KeyKind::Inference)?;
         let r = request.into_inner();
-        let v = self.0.model(&r.name, &r.version)?;
-        Ok(Response::new(ModelReadyResponse { ready: v.not_serving_reason().is_none() }))
+        // A model that is not loaded is not ready, and that is an answer, not an error: Triton's
+        // clients ask after unloading one and fail on an error status.
+        let ready = match self.0.state.registry.get(&r.name, super::version(&r.version)) {
+            Ok(v) => v.not_serving_reason().is_none(),
+            Err(
+                oxserve_core::EngineError::ModelNotFound(_)
+                | oxserve_core::EngineError::VersionNotFound { .. },
+            ) => false,
+            Err(e) => return Err(grpc_status(e)),
+        };
+        Ok(Response::new(ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(
@@ -117,6 +129,48 @@ impl GrpcInferenceService for Oip {
         let options = options(&request);
         let answer = infer(&self.0, &options, request.into_inner()).await?;
         self.0.limit(answer)
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        Ok(Response::new(super::triton::config(&self.0, request.get_ref())?))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
+        self.0.admit(&request, KeyKind::Inference)?;
+        Ok(Response::new(super::triton::statistics(&self.0, request.get_ref())?))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        self.0.admit(&request, KeyKind::Management)?;
+        Ok(Response::new(super::triton::index(&self.0, request.get_ref())?))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        self.0.admit(&request, KeyKind::Management)?;
+        super::triton::load(&self.0, request.into_inner()).await?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        self.0.admit(&request, KeyKind::Management)?;
+        super::triton::unload(&self.0, request.into_inner()).await?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 
     type ModelStreamInferStream = ReceiverStream<Result<ModelStreamInferResponse, Status>>;

@@ -44,7 +44,7 @@ pub(crate) struct Register {
 }
 
 /// Refuses register and unregister unless the server was started with the model API on.
-fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
+pub(super) fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
     if state.config.enable_model_api {
         return Ok(());
     }

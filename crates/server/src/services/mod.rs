@@ -4,6 +4,7 @@
 
 pub(crate) mod management;
 pub(crate) mod oip;
+pub(crate) mod triton;
 
 use crate::AppState;
 

@@ -11,7 +11,8 @@ use oxserve_core::{ModelVersion, RequestOptions};
 use crate::error::ApiError;
 
 /// The protocol extensions this server supports, as `GET /v2` and gRPC ServerMetadata list them.
-pub(crate) const EXTENSIONS: &[&str] = &["binary_tensor_data"];
+pub(crate) const EXTENSIONS: &[&str] =
+    &["model_repository", "model_configuration", "binary_tensor_data", "statistics"];
 
 /// The platform name models report: every model oxserve serves runs an ONNX graph.
 pub(crate) const PLATFORM: &str = "onnx_onnxv1";

@@ -19,3 +19,4 @@ mod malformed;
 mod management;
 mod observability;
 mod python_workers;
+mod triton_extensions;
