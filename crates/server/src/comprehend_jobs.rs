@@ -155,9 +155,10 @@ pub(crate) fn call(
 /// The jobs' counts in the Prometheus text format, for `/metrics`; `wanted` keeps only those
 /// families (all when empty), as the core's families are kept.
 pub(crate) fn metrics(manager: &Manager, wanted: &[String]) -> String {
-    use prometheus::{Encoder, GaugeVec, IntGaugeVec, Opts, Registry, TextEncoder};
+    use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
     use std::sync::atomic::Ordering::Relaxed;
     let registry = Registry::new();
+    let mut order = oxserve_core::metrics::LabelOrder::default();
     let labels = ["job_id", "job_name", "status"];
     let documents = IntGaugeVec::new(
         Opts::new(
@@ -182,6 +183,7 @@ pub(crate) fn metrics(manager: &Manager, wanted: &[String]) -> String {
         Box::new(bytes.clone()),
         Box::new(rate.clone()),
     ] {
+        order.add(collector.as_ref());
         let _ = registry.register(collector);
     }
     for job in manager.list() {
@@ -204,9 +206,5 @@ pub(crate) fn metrics(manager: &Manager, wanted: &[String]) -> String {
             .set(c.bytes_out.load(Relaxed) as i64);
         rate.with_label_values(&base).set(job.rate);
     }
-    let mut out = Vec::new();
-    let mut families = registry.gather();
-    families.retain(|f| wanted.is_empty() || wanted.iter().any(|w| w == f.name()));
-    let _ = TextEncoder::new().encode(&families, &mut out);
-    String::from_utf8(out).unwrap_or_default()
+    oxserve_core::metrics::render_families(&registry.gather(), &order, wanted)
 }

@@ -391,7 +391,7 @@ fn comprehend_pii_jobs_from_boto3_survive_a_server_restart() -> TestResult {
     let metrics_text = tokio::runtime::Runtime::new()?
         .block_on(async { reqwest::get(metrics_url).await?.text().await })?;
     let line = format!(
-        "job_id=\"{id}\",job_name=\"calls-redaction\",outcome=\"succeeded\",status=\"COMPLETED\"}} 400"
+        "job_id=\"{id}\",job_name=\"calls-redaction\",status=\"COMPLETED\",outcome=\"succeeded\",}} 400.0"
     );
     assert!(metrics_text.contains(&line), "{metrics_text}");
 

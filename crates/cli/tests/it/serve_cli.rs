@@ -175,7 +175,7 @@ async fn pack_serve_predict_and_stop() {
         .lines()
         .find(|l| l.starts_with("ts_inference_requests_total{"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains("model_name=\"t\"") && line.ends_with(" 1"), "{line}");
+    assert!(line.contains("model_name=\"t\"") && line.ends_with(" 1.0"), "{line}");
     terminate(child);
     assert!(!logs.join("key_file.json").exists(), "the key file is deleted at exit");
     // Metric logs were written where asked, and flushed on shutdown.

@@ -307,7 +307,19 @@ async fn metrics_count_requests_per_model() {
             l.starts_with("ts_inference_requests_total{") && l.contains("model_name=\"tiny\"")
         })
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(line.ends_with(" 3"), "{line}");
+    // TorchServe's exact text (its Java client's): declared label order, a comma after each
+    // label, values as Java prints doubles. TorchServe's own tests match these lines.
+    assert_eq!(
+        line,
+        r#"ts_inference_requests_total{model_name="tiny",model_version="1.0",hostname="testhost",} 3.0"#
+    );
+    let requests = text.lines().find(|l| l.starts_with("Requests2XX{")).unwrap();
+    assert!(
+        requests.starts_with(r#"Requests2XX{Level="Host",Hostname="testhost",} "#),
+        "{requests}"
+    );
+    assert!(requests.ends_with(".0"), "{requests}");
+    assert!(text.contains("# TYPE ts_inference_requests_total counter\n"));
     let filtered = s
         .client
         .get(format!("{}/metrics?name[]=ts_queue_latency_microseconds", s.metrics))

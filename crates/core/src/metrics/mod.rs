@@ -16,12 +16,17 @@
 //! Each model version binds its label values once at load ([`ModelMetrics`]), so recording on the
 //! hot path is a few atomic adds with no lookups.
 
+mod text;
+
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use text::{LabelOrder, java_double, render as render_families};
+
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry as PromRegistry, TextEncoder,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry as PromRegistry,
 };
 
 use crate::EngineError;
@@ -114,6 +119,8 @@ impl Stage {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: PromRegistry,
+    /// Each family's declared label order, for TorchServe's text format.
+    label_order: Arc<LabelOrder>,
     hostname: String,
     log: Option<Arc<MetricLog>>,
     /// `Requests2XX/4XX/5XX` with their labels bound, and the host name the log lines share.
@@ -140,7 +147,12 @@ fn ts_help(kind: &str, unit: &str) -> String {
     format!("Torchserve prometheus {kind} metric with unit: {unit}")
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(r: &PromRegistry, c: T) -> T {
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    r: &PromRegistry,
+    order: &RefCell<LabelOrder>,
+    c: T,
+) -> T {
+    order.borrow_mut().add(&c);
     r.register(Box::new(c.clone())).expect("metric names are unique constants");
     c
 }
@@ -167,17 +179,27 @@ impl Metrics {
     /// A fresh registry with every family, labelled with `hostname`; metric log lines go to `log`.
     pub fn new(hostname: String, log: Option<Arc<MetricLog>>) -> Self {
         let r = PromRegistry::new();
+        let order = RefCell::new(LabelOrder::default());
         let model_labels = &["model_name", "model_version", "hostname"];
         let host_labels = &["Level", "Hostname"];
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register(
+                &r,
+                &order,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let fcounter = |name: &str, help: &str, labels: &[&str]| {
-            register(&r, CounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register(
+                &r,
+                &order,
+                CounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let gauge = |name: &str, unit: &str, labels: &[&str]| {
             register(
                 &r,
+                &order,
                 GaugeVec::new(Opts::new(name, ts_help("gauge", unit)), labels)
                     .expect("valid metric"),
             )
@@ -202,6 +224,7 @@ impl Metrics {
             system: SYSTEM_GAUGES.map(|(name, unit)| gauge(name, unit, host_labels)),
             duration: register(
                 &r,
+                &order,
                 HistogramVec::new(
                     HistogramOpts::new(
                         "oxserve_request_duration_seconds",
@@ -214,6 +237,7 @@ impl Metrics {
             ),
             batch_size: register(
                 &r,
+                &order,
                 HistogramVec::new(
                     HistogramOpts::new("oxserve_batch_size", "Requests per batch run by the engine.")
                         .buckets(BATCH_BUCKETS.to_vec()),
@@ -223,16 +247,19 @@ impl Metrics {
             ),
             queue_depth: register(
                 &r,
+                &order,
                 IntGaugeVec::new(Opts::new("oxserve_queue_depth", "Requests waiting in the model's queue."), native)
                     .expect("valid metric"),
             ),
             busy_workers: register(
                 &r,
+                &order,
                 IntGaugeVec::new(Opts::new("oxserve_busy_workers", "Workers running a batch now."), native)
                     .expect("valid metric"),
             ),
             in_flight: register(
                 &r,
+                &order,
                 IntGaugeVec::new(
                     Opts::new(
                         "oxserve_requests_in_flight",
@@ -244,6 +271,7 @@ impl Metrics {
             ),
             outcomes: register(
                 &r,
+                &order,
                 IntCounterVec::new(
                     Opts::new("oxserve_requests_total", "Inference requests by how they ended."),
                     &["model", "version", "outcome"],
@@ -251,6 +279,7 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry: r,
+            label_order: Arc::new(order.into_inner()),
             log_host: Arc::from(hostname.as_str()),
             hostname,
             log,
@@ -313,14 +342,7 @@ impl Metrics {
 
     /// Renders every family in the Prometheus text format; `names` keeps only those families.
     pub fn render(&self, names: &[String]) -> String {
-        let mut families = self.registry.gather();
-        if !names.is_empty() {
-            families.retain(|f| names.iter().any(|n| n == f.name()));
-        }
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&families, &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        text::render(&self.registry.gather(), &self.label_order, names)
     }
 
     /// Sets the system gauges, and logs them to `ts_metrics.log` when `log_lines` is set.
