@@ -303,7 +303,11 @@ fn unauthorized(message: &str) -> Response {
 /// Paths that answer without a key: health checks for probes, and metrics (as in TorchServe; the
 /// metrics listener is on loopback by default).
 fn is_open(method: &axum::http::Method, path: &str) -> bool {
-    crate::observe::is_health_check(method, path) || path == "/metrics"
+    crate::observe::is_health_check(method, path)
+        || path == "/metrics"
+        // The API description, as TorchServe serves it: without a key.
+        || path == "/api-description"
+        || (method == axum::http::Method::OPTIONS && path == "/")
 }
 
 /// The token of an `Authorization: Bearer <key>` value (HTTP header or gRPC metadata).

@@ -29,6 +29,7 @@ mod metrics;
 mod observe;
 #[cfg(test)]
 mod router_tests;
+mod routes;
 mod services;
 mod sigv4;
 mod tensor_bytes;
@@ -43,7 +44,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderName, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
 use oxserve_core::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -448,23 +448,16 @@ fn router(apis: &[Api], state: AppState) -> Router {
                     .layer(TraceLayer::new_for_grpc().make_span_with(observe::span)),
             );
     }
-    let mut router = Router::new();
+    let mut tables = Vec::new();
     for api in apis {
-        router = router.merge(match api {
-            Api::Inference => inference_routes(),
-            Api::Management => {
-                let routes = management_routes();
-                // On a listener shared with inference, its KServe readiness answers instead.
-                if apis.contains(&Api::Inference) {
-                    routes
-                } else {
-                    routes.route("/v1/models/{model}", get(kserve::management_ready))
-                }
-            }
-            Api::Metrics => Router::new().route("/metrics", get(metrics::metrics)),
-            Api::GrpcInference | Api::GrpcManagement => Router::new(),
+        tables.extend(match api {
+            Api::Inference => routes::inference(),
+            Api::Management => routes::management(apis.contains(&Api::Inference)),
+            Api::Metrics => routes::metrics(),
+            Api::GrpcInference | Api::GrpcManagement => Vec::new(),
         });
     }
+    let router = routes::router(tables);
     let mut router = router
         .fallback(|uri: Uri| async move {
             // Triton's and KServe's clients decode errors as `{"error": ...}`, also for unknown
@@ -495,50 +488,6 @@ fn router(apis: &[Api], state: AppState) -> Router {
     // TorchServe ignores a trailing slash (`DELETE /models/m/?synchronous=true`); axum's routing
     // does not, so the path is trimmed before routing.
     Router::new().fallback_service(NormalizePath::trim_trailing_slash(routed))
-}
-
-fn inference_routes() -> Router<AppState> {
-    Router::new()
-        .route("/ping", get(inference::ping))
-        .route("/predictions/{model}", post(inference::predict))
-        .route("/predictions/{model}/{version}", post(inference::predict))
-        .route("/explanations/{model}", post(inference::explain))
-        .route("/explanations/{model}/{version}", post(inference::explain))
-        .route("/", get(kserve::live).post(comprehend::call))
-        .route("/v1/models", get(kserve::list))
-        .route("/v1/models/{model}", get(kserve::ready).post(kserve::call))
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .route("/v2/models/{model}", get(v2::model_metadata))
-        .route("/v2/models/{model}/ready", get(v2::model_ready))
-        .route("/v2/models/{model}/infer", post(v2::infer))
-        .route("/v2/models/{model}/versions/{version}", get(v2::model_metadata))
-        .route("/v2/models/{model}/versions/{version}/ready", get(v2::model_ready))
-        .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer))
-        .route("/v2/models/stats", get(v2_extensions::all_stats))
-        .route("/v2/models/{model}/stats", get(v2_extensions::model_stats))
-        .route("/v2/models/{model}/versions/{version}/stats", get(v2_extensions::version_stats))
-        .route("/v2/models/{model}/config", get(v2_extensions::model_config))
-        .route("/v2/models/{model}/versions/{version}/config", get(v2_extensions::version_config))
-        .route("/v2/repository/index", post(v2_extensions::index))
-        .route("/v2/repository/models/{model}/load", post(v2_extensions::load))
-        .route("/v2/repository/models/{model}/unload", post(v2_extensions::unload))
-}
-
-fn management_routes() -> Router<AppState> {
-    Router::new()
-        .route("/models", post(management::register).get(management::list))
-        .route(
-            "/models/{model}",
-            get(management::describe).put(management::scale).delete(management::unregister),
-        )
-        .route(
-            "/models/{model}/{version}",
-            get(management::describe).put(management::scale).delete(management::unregister),
-        )
-        .route("/models/{model}/{version}/set-default", put(management::set_default))
-        .route("/token", get(auth::rotate))
 }
 
 /// Entry points for the fuzz targets in `fuzz/` and their corpus replay test; not a stable API.

@@ -362,3 +362,61 @@ async fn a_raw_binary_request_takes_datatype_and_shape_from_the_model() {
     }
     tokio::task::spawn_blocking(move || s.registry.shutdown()).await.unwrap();
 }
+
+/// Whether an answer is the router's own: no route for the path, or none for the method.
+fn unrouted(status: StatusCode, body: &Value) -> Option<&'static str> {
+    let text = body.to_string();
+    if status == StatusCode::NOT_FOUND && text.contains("Requested resource is not found") {
+        Some("no route")
+    } else if status == StatusCode::METHOD_NOT_ALLOWED
+        && text.contains("Requested method is not allowed")
+    {
+        Some("method not allowed")
+    } else {
+        None
+    }
+}
+
+/// `OPTIONS /` and `/api-description` describe exactly what each listener routes: every
+/// documented operation reaches a handler, and every other method on a documented path is the
+/// router's 405.
+#[tokio::test]
+async fn each_listener_describes_exactly_what_it_routes() {
+    let state = state(false).await;
+    let listeners = [
+        vec![Api::Inference],
+        vec![Api::Management],
+        vec![Api::Metrics],
+        vec![Api::Inference, Api::Management, Api::Metrics],
+    ];
+    for apis in listeners {
+        let request = |method: Method, uri: &str| {
+            Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()
+        };
+        let (status, doc) = send(&state, &apis, request(Method::OPTIONS, "/")).await;
+        assert_eq!(status, StatusCode::OK, "{apis:?}");
+        assert_eq!(doc["openapi"], "3.0.1");
+        let (status, same) = send(&state, &apis, request(Method::GET, "/api-description")).await;
+        assert_eq!((status, &same), (StatusCode::OK, &doc));
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.contains_key("/metrics") == apis.contains(&Api::Metrics), "{apis:?}");
+        assert!(paths.contains_key("/models") == apis.contains(&Api::Management), "{apis:?}");
+        for (path, item) in paths {
+            if path == "/api-description" {
+                continue;
+            }
+            let uri = path.replace("{model}", "tiny").replace("{version}", "1.0");
+            for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS]
+            {
+                let documented = item.get(method.as_str().to_lowercase()).is_some();
+                let (status, body) = send(&state, &apis, request(method.clone(), &uri)).await;
+                let router_said = unrouted(status, &body);
+                if documented {
+                    assert_eq!(router_said, None, "{method} {uri} is documented: {status} {body}");
+                } else {
+                    assert_eq!(router_said, Some("method not allowed"), "{method} {uri}: {status}");
+                }
+            }
+        }
+    }
+}
