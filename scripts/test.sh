@@ -22,6 +22,8 @@ bash scripts/install-kserve.sh >/dev/null
 bash scripts/install-python-worker.sh >/dev/null
 # Debian's CPU PyTorch and a venv on it (.venv-python-torch), for PyTorch models on those workers.
 bash scripts/install-python-torch.sh >/dev/null
+# Postman's newman (npm) into .tools/newman, for TorchServe's own Postman collections.
+bash scripts/install-newman.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Licences, banned crates and sources (crates.io only) per deny.toml. cargo-deny is installed from

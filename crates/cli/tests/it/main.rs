@@ -7,6 +7,7 @@ mod archive_cli;
 mod bench_cli;
 mod cluster;
 mod job_cli;
+mod peers;
 mod redact_cli;
 mod serve_cli;
 mod tls_cli;
