@@ -3,7 +3,7 @@
 //! throughput whose P99 meets the SLA. `--merge` joins earlier runs (say, TorchServe's and
 //! oxserve's) into one report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -74,7 +74,9 @@ pub(crate) fn run(args: TuneArgs) -> anyhow::Result<()> {
 
 fn measure(args: &TuneArgs) -> anyhow::Result<TuneRun> {
     let config = args.config.as_ref().context("--config is required")?;
-    let sweep = sweep::load(config)?;
+    let mut sweep = sweep::load(config)?;
+    // Held until the run ends: the model store a spawned server reads, when it had to be made.
+    let mut staged = None;
     for key in &sweep.ignored_keys {
         eprintln!("oxserve tune: ignoring {key} (no meaning for this tool)");
     }
@@ -90,13 +92,20 @@ fn measure(args: &TuneArgs) -> anyhow::Result<TuneRun> {
             "server",
         ),
         _ => {
-            anyhow::ensure!(
-                args.model_store.is_dir(),
-                "model store {} is not a folder (give --model-store, or --url and --management-url of a running server)",
-                args.model_store.display()
-            );
+            let base = config.parent().unwrap_or(Path::new("."));
+            let store = match stage_local_archives(&mut sweep, base, &args.model_store)? {
+                Some(dir) => staged.insert(dir).path().to_path_buf(),
+                None => {
+                    anyhow::ensure!(
+                        args.model_store.is_dir(),
+                        "model store {} is not a folder (give --model-store, or --url and --management-url of a running server)",
+                        args.model_store.display()
+                    );
+                    args.model_store.clone()
+                }
+            };
             let exe = std::env::current_exe().context("locating the oxserve executable")?;
-            (Target::Spawn { exe, model_store: args.model_store.clone() }, "oxserve")
+            (Target::Spawn { exe, model_store: store }, "oxserve")
         }
     };
     let options = TuneOptions {
@@ -111,6 +120,55 @@ fn measure(args: &TuneArgs) -> anyhow::Result<TuneRun> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(tune::run(&sweep, &options))
+}
+
+/// TorchServe's benchmark YAMLs name archives by path (`url: /models/resnet-18.mar`, or relative
+/// to the YAML). When cases do, a model store is made for the spawned server: links to those
+/// archives and to every entry of `store` when it is a folder, with each case's `url` then naming
+/// its archive by file name. `None` when every case names a store entry or a remote URL.
+fn stage_local_archives(
+    sweep: &mut sweep::Sweep,
+    base: &Path,
+    store: &Path,
+) -> anyhow::Result<Option<tempfile::TempDir>> {
+    let local = |url: &str| -> Option<PathBuf> {
+        if url.contains("://") || (store.is_dir() && store.join(url).exists()) {
+            return None;
+        }
+        [base.join(url), PathBuf::from(url)].into_iter().find(|p| p.exists())
+    };
+    if !sweep.cases.iter().any(|c| local(&c.url).is_some()) {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new().prefix("oxserve-tune-store").tempdir()?;
+    let link = |from: &Path, name: &std::ffi::OsStr| -> anyhow::Result<()> {
+        let to = dir.path().join(name);
+        if !to.exists() {
+            let from = std::fs::canonicalize(from)
+                .with_context(|| format!("cannot read {}", from.display()))?;
+            #[cfg(unix)]
+            let linked = std::os::unix::fs::symlink(&from, &to);
+            #[cfg(not(unix))]
+            let linked = std::fs::copy(&from, &to).map(|_| ());
+            linked
+                .with_context(|| format!("cannot link {} into the model store", from.display()))?;
+        }
+        Ok(())
+    };
+    if store.is_dir() {
+        for entry in std::fs::read_dir(store)? {
+            let entry = entry?;
+            link(&entry.path(), &entry.file_name())?;
+        }
+    }
+    for case in &mut sweep.cases {
+        if let Some(path) = local(&case.url) {
+            let name = path.file_name().context("an archive path names no file")?.to_owned();
+            link(&path, &name)?;
+            case.url = name.to_string_lossy().into_owned();
+        }
+    }
+    Ok(Some(dir))
 }
 
 fn print_choice(run: &TuneRun) {

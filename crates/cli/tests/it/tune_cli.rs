@@ -96,3 +96,49 @@ fn a_bad_sweep_is_refused_with_a_reason() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a file"));
 }
+
+/// TorchServe's benchmark YAMLs name a local archive by its path; `oxserve tune` serves it without
+/// a model store of its own (the run starts in a folder that has none).
+#[test]
+fn a_local_archive_path_in_the_yaml_is_served_without_a_model_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let archives = dir.path().join("archives");
+    std::fs::create_dir(&archives).unwrap();
+    let tiny = repo().join("examples/model-store/tiny");
+    let packed = oxserve()
+        .args(["archive", "--model-name", "tiny", "--serialized-file"])
+        .arg(tiny.join("tiny.onnx"))
+        .arg("--export-path")
+        .arg(&archives)
+        .output()
+        .unwrap();
+    assert!(packed.status.success(), "{}", String::from_utf8_lossy(&packed.stderr));
+    let input = repo().join("examples/inputs/tiny.json");
+    // One model by absolute path, one relative to the YAML.
+    let mode = format!(
+        "    workers: 1\n    batch_size: 1\n    requests: 40\n    concurrency: 2\n    input: {}\n",
+        input.display()
+    );
+    let yaml = format!(
+        "tiny:\n  cpu:\n    url: {}\n{mode}relative:\n  cpu:\n    url: archives/tiny.mar\n{mode}",
+        archives.join("tiny.mar").display(),
+    );
+    let config = dir.path().join("sweep.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let output = oxserve()
+        .current_dir(dir.path())
+        .args(["tune", "--sla-p99-ms", "60000", "--no-progress", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("recommended: oxserve/"), "{stdout}");
+    for case in ["oxserve_tiny_cpu_w1_b1", "oxserve_relative_cpu_w1_b1"] {
+        let csv = std::fs::read_to_string(dir.path().join("run").join(case).join("ab_report.csv"));
+        assert!(csv.is_ok(), "{case} was not measured: {stdout}");
+    }
+}
