@@ -340,6 +340,17 @@ impl Server {
         self.addr_of(Api::GrpcManagement)
     }
 
+    /// The base URL of each API, in the order inference, management, metrics, gRPC inference,
+    /// gRPC management; `https://` where the listener speaks TLS.
+    pub fn urls(&self) -> [String; 5] {
+        [Api::Inference, Api::Management, Api::Metrics, Api::GrpcInference, Api::GrpcManagement]
+            .map(|api| {
+                let scheme =
+                    if api.is_tls(self.state.config.tls.as_ref()) { "https" } else { "http" };
+                format!("{scheme}://{}", self.addr_of(api))
+            })
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and lets requests in flight finish.
     ///
     /// # Errors

@@ -2,11 +2,11 @@
 //! the OpenAPI 3 document that `OPTIONS /` and `/api-description` answer (as TorchServe's do), so
 //! the document lists exactly what the listener routes.
 
-use std::sync::Arc;
-
+use axum::Router;
+use axum::body::Bytes;
 use axum::handler::Handler;
-use axum::routing::{MethodRouter, any, options};
-use axum::{Json, Router};
+use axum::http::header;
+use axum::routing::{MethodFilter, MethodRouter, any, options};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -68,15 +68,30 @@ impl Route {
         self
     }
 
+    /// Routes `method` (named `name` in the document) to `h`, and describes it. A POST takes a
+    /// JSON body unless [`Self::body`] says otherwise.
+    fn on<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        (method, name): (MethodFilter, &'static str),
+        h: H,
+        id: &'static str,
+        summary: &'static str,
+    ) -> Self {
+        self.methods = self.methods.on(method, h);
+        self = self.op(name, id, summary);
+        if name == "post" {
+            self.last().body = Some("application/json");
+        }
+        self
+    }
+
     fn get<H: Handler<T, AppState>, T: 'static>(
         self,
         h: H,
         id: &'static str,
         s: &'static str,
     ) -> Self {
-        let mut r = self.op("get", id, s);
-        r.methods = r.methods.get(h);
-        r
+        self.on((MethodFilter::GET, "get"), h, id, s)
     }
 
     fn post<H: Handler<T, AppState>, T: 'static>(
@@ -85,10 +100,7 @@ impl Route {
         id: &'static str,
         s: &'static str,
     ) -> Self {
-        let mut r = self.op("post", id, s);
-        r.methods = r.methods.post(h);
-        r.last().body = Some("application/json");
-        r
+        self.on((MethodFilter::POST, "post"), h, id, s)
     }
 
     fn put<H: Handler<T, AppState>, T: 'static>(
@@ -97,9 +109,7 @@ impl Route {
         id: &'static str,
         s: &'static str,
     ) -> Self {
-        let mut r = self.op("put", id, s);
-        r.methods = r.methods.put(h);
-        r
+        self.on((MethodFilter::PUT, "put"), h, id, s)
     }
 
     fn delete<H: Handler<T, AppState>, T: 'static>(
@@ -108,9 +118,7 @@ impl Route {
         id: &'static str,
         s: &'static str,
     ) -> Self {
-        let mut r = self.op("delete", id, s);
-        r.methods = r.methods.delete(h);
-        r
+        self.on((MethodFilter::DELETE, "delete"), h, id, s)
     }
 
     fn last(&mut self) -> &mut Op {
@@ -330,20 +338,18 @@ pub(crate) fn metrics() -> Vec<Route> {
 /// A listener's router: `routes` plus `OPTIONS /` and `/api-description` answering their
 /// description.
 pub(crate) fn router(mut routes: Vec<Route>) -> Router<AppState> {
+    // Described like every other route, so the document lists itself; `/` comes first.
+    let root = match routes.iter().position(|r| r.path == "/") {
+        Some(i) => routes.remove(i),
+        None => Route::new("/"),
+    };
+    routes.insert(0, root.op("options", "api_description_root", "This description"));
     routes.push(Route::new("/api-description").op("get", "api_description", "This description"));
-    let root = routes.iter().position(|r| r.path == "/");
-    match root {
-        Some(i) => {
-            let r = std::mem::replace(&mut routes[i], Route::new("/"));
-            routes[i] = r.op("options", "api_description_root", "This description");
-        }
-        None => routes
-            .insert(0, Route::new("/").op("options", "api_description_root", "This description")),
-    }
-    let document = Arc::new(document(&routes));
+    // Written once; each call answers the same bytes.
+    let document = Bytes::from(document(&routes).to_string());
     let describe = move || {
-        let document = Arc::clone(&document);
-        async move { Json((*document).clone()) }
+        let document = document.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], document) }
     };
     let mut router = Router::new();
     for route in routes {

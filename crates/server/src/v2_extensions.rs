@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::services::triton::{self, ConfigTensor, IndexEntry, LoadConfig, VersionStats};
+use crate::services::triton::{self, ConfigTensor, IndexEntry, VersionStats};
 
 /// `GET /v2/models/stats`
 pub(crate) async fn all_stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -185,47 +185,21 @@ pub(crate) async fn load(
     Path(model): Path<String>,
     body: Bytes,
 ) -> Result<(), ApiError> {
-    let mut config = LoadConfig::default();
-    for (key, value) in parameters(&body)? {
-        match (key.as_str(), value) {
-            ("config", Value::String(json)) => {
-                config = triton::parse_load_config(&model, &json).map_err(ApiError::v2)?;
-            }
-            ("config", _) => {
-                let why =
-                    format!("failed to load '{model}': the config parameter must be a string");
-                return Err(ApiError::bad_request(why).v2());
-            }
-            (file, _) if file.starts_with("file:") => {
-                let why = format!(
-                    "failed to load '{model}': model files cannot be sent with a load call; \
-                     put the model in the model store"
-                );
-                return Err(ApiError::bad_request(why).v2());
-            }
-            (other, _) => {
-                let why = format!("unrecognized load parameter '{other}'");
-                return Err(ApiError::bad_request(why).v2());
-            }
-        }
-    }
+    let parameters = parameters(&body)?;
+    let texts = parameters.iter().map(|(key, value)| (key.as_str(), value.as_str()));
+    let config = triton::load_config(&model, texts).map_err(ApiError::v2)?;
     triton::load(&state, &model, config).await.map_err(ApiError::v2)
 }
 
-/// `POST /v2/repository/models/{model}/unload`; `unload_dependents` is accepted (oxserve has no
-/// ensembles, so nothing depends on a model).
+/// `POST /v2/repository/models/{model}/unload` with optional `{"parameters":
+/// {"unload_dependents": false}}`.
 pub(crate) async fn unload(
     State(state): State<AppState>,
     Path(model): Path<String>,
     body: Bytes,
 ) -> Result<(), ApiError> {
-    for (key, _) in parameters(&body)? {
-        if key != "unload_dependents" {
-            return Err(
-                ApiError::bad_request(format!("unrecognized unload parameter '{key}'")).v2()
-            );
-        }
-    }
+    let parameters = parameters(&body)?;
+    triton::check_unload_parameters(parameters.keys().map(String::as_str)).map_err(ApiError::v2)?;
     triton::unload(&state, &model).await.map_err(ApiError::v2)
 }
 

@@ -232,22 +232,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     // Scripts (TorchServe's benchmark among them) wait for this line on stdout; the HTTP addresses
     // come first, in this order, so readers of the earlier line keep working.
-    let on = settings.server.tls.as_ref().map(|t| t.listeners);
-    let scheme = |tls: fn(&oxserve_server::TlsListeners) -> bool| {
-        if on.as_ref().is_some_and(tls) { "https" } else { "http" }
-    };
+    let [inference, management, metrics, grpc_inference, grpc_management] = server.urls();
     println!(
-        "Model server started. Inference API: {}://{}, management API: {}://{}, metrics API: {}://{}, gRPC inference API: {}://{}, gRPC management API: {}://{}",
-        scheme(|t| t.inference),
-        server.inference_addr(),
-        scheme(|t| t.management),
-        server.management_addr(),
-        scheme(|t| t.metrics),
-        server.metrics_addr(),
-        scheme(|t| t.grpc),
-        server.grpc_inference_addr(),
-        scheme(|t| t.grpc),
-        server.grpc_management_addr()
+        "Model server started. Inference API: {inference}, management API: {management}, metrics API: {metrics}, gRPC inference API: {grpc_inference}, gRPC management API: {grpc_management}"
     );
     server.run(shutdown).await?;
     sampler.abort();

@@ -20,23 +20,27 @@ fn url_of<'a>(line: &'a str, api: &str) -> &'a str {
     rest.trim_start_matches(": ").split(',').next().unwrap()
 }
 
+/// A config.properties in `dir`: inference on `https://` with the fixture certificate `cert`
+/// (`<cert>-cert.pem`, `<cert>-key.pem`), the other listeners plain, every port free, no keys.
+fn https_inference_config(dir: &Path, cert: &str) -> std::path::PathBuf {
+    let config = dir.join("config.properties");
+    let text = format!(
+        "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
+         metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\n\
+         certificate_file={0}/{cert}-cert.pem\nprivate_key_file={0}/{cert}-key.pem\n\
+         disable_token_authorization=true\n",
+        fixtures().display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 // Two threads: the client's HTTP/2 connection answers the server's GOAWAY ping while `terminate`
 // blocks this one, so the drain ends at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_addresses_serve_tls_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.properties");
-    std::fs::write(
-        &config,
-        format!(
-            "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-             metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\n\
-             certificate_file={0}/localhost-cert.pem\nprivate_key_file={0}/localhost-key.pem\n\
-             disable_token_authorization=true\n",
-            fixtures().display()
-        ),
-    )
-    .unwrap();
+    let config = https_inference_config(dir.path(), "localhost");
     let mut child = oxserve()
         .arg("serve")
         .arg("--ts-config")
@@ -69,17 +73,7 @@ async fn https_addresses_serve_tls_with_the_configured_certificate() {
 #[test]
 fn an_rsa_1024_key_is_refused_as_too_weak() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.properties");
-    std::fs::write(
-        &config,
-        format!(
-            "inference_address=https://127.0.0.1:0\nmanagement_address=http://127.0.0.1:0\n\
-             metrics_address=http://127.0.0.1:0\ngrpc_inference_port=0\ngrpc_management_port=0\n\
-             certificate_file={0}/rsa1024-cert.pem\nprivate_key_file={0}/rsa1024-key.pem\n",
-            fixtures().display()
-        ),
-    )
-    .unwrap();
+    let config = https_inference_config(dir.path(), "rsa1024");
     let out = oxserve()
         .arg("serve")
         .arg("--ts-config")

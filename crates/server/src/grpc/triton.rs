@@ -13,13 +13,12 @@ use super::proto::inference::model_version_policy::{Latest, PolicyChoice};
 use super::proto::inference::repository_index_response::ModelIndex;
 use super::proto::inference::{
     InferBatchStatistics, InferStatistics, ModelConfig, ModelConfigRequest, ModelConfigResponse,
-    ModelDynamicBatching, ModelInput, ModelInstanceGroup, ModelOutput, ModelRepositoryParameter,
-    ModelStatistics, ModelStatisticsRequest, ModelStatisticsResponse, ModelVersionPolicy,
-    RepositoryIndexRequest, RepositoryIndexResponse, RepositoryModelLoadRequest,
-    RepositoryModelUnloadRequest, StatisticDuration, model_config,
+    ModelDynamicBatching, ModelInput, ModelInstanceGroup, ModelOutput, ModelStatistics,
+    ModelStatisticsRequest, ModelStatisticsResponse, ModelVersionPolicy, RepositoryIndexRequest,
+    RepositoryIndexResponse, RepositoryModelLoadRequest, RepositoryModelUnloadRequest,
+    StatisticDuration, model_config,
 };
-use crate::error::ApiError;
-use crate::services::triton::{self, LoadConfig};
+use crate::services::triton;
 
 pub(super) fn statistics(
     context: &Context,
@@ -145,32 +144,15 @@ pub(super) fn index(
 
 pub(super) async fn load(context: &Context, r: RepositoryModelLoadRequest) -> Result<(), Status> {
     no_named_repository(&r.repository_name)?;
-    let model = r.model_name;
-    let mut config = LoadConfig::default();
-    for (key, value) in &r.parameters {
-        match (key.as_str(), parameter(value)) {
-            ("config", Some(ParameterChoice::StringParam(json))) => {
-                config = triton::parse_load_config(&model, json)?;
-            }
-            ("config", _) => {
-                let why =
-                    format!("failed to load '{model}': the config parameter must be a string");
-                return Err(ApiError::bad_request(why).into());
-            }
-            (file, _) if file.starts_with("file:") => {
-                let why = format!(
-                    "failed to load '{model}': model files cannot be sent with a load call; \
-                     put the model in the model store"
-                );
-                return Err(ApiError::bad_request(why).into());
-            }
-            (other, _) => {
-                let why = format!("unrecognized load parameter '{other}'");
-                return Err(ApiError::bad_request(why).into());
-            }
-        }
-    }
-    Ok(triton::load(&context.state, &model, config).await?)
+    let texts = r.parameters.iter().map(|(key, value)| {
+        let text = match &value.parameter_choice {
+            Some(ParameterChoice::StringParam(text)) => Some(text.as_str()),
+            _ => None,
+        };
+        (key.as_str(), text)
+    });
+    let config = triton::load_config(&r.model_name, texts)?;
+    Ok(triton::load(&context.state, &r.model_name, config).await?)
 }
 
 pub(super) async fn unload(
@@ -178,12 +160,6 @@ pub(super) async fn unload(
     r: RepositoryModelUnloadRequest,
 ) -> Result<(), Status> {
     no_named_repository(&r.repository_name)?;
-    if let Some(key) = r.parameters.keys().find(|k| *k != "unload_dependents") {
-        return Err(ApiError::bad_request(format!("unrecognized unload parameter '{key}'")).into());
-    }
+    triton::check_unload_parameters(r.parameters.keys().map(String::as_str))?;
     Ok(triton::unload(&context.state, &r.model_name).await?)
-}
-
-fn parameter(p: &ModelRepositoryParameter) -> Option<&ParameterChoice> {
-    p.parameter_choice.as_ref()
 }

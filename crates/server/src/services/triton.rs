@@ -206,8 +206,47 @@ pub(crate) struct LoadConfig {
     workers: Option<usize>,
 }
 
+/// Reads a load call's parameters, each key with its value when that is a string: `config` (a
+/// partial configuration, [`parse_load_config`]); `file:` overrides are refused (the model comes
+/// from the store), and so is any other key.
+pub(crate) fn load_config<'a>(
+    model: &str,
+    parameters: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<LoadConfig, ApiError> {
+    let mut config = LoadConfig::default();
+    for (key, text) in parameters {
+        let why = match (key, text) {
+            ("config", Some(json)) => {
+                config = parse_load_config(model, json)?;
+                continue;
+            }
+            ("config", None) => {
+                format!("failed to load '{model}': the config parameter must be a string")
+            }
+            (file, _) if file.starts_with("file:") => format!(
+                "failed to load '{model}': model files cannot be sent with a load call; put the \
+                 model in the model store"
+            ),
+            (other, _) => format!("unrecognized load parameter '{other}'"),
+        };
+        return Err(ApiError::bad_request(why));
+    }
+    Ok(config)
+}
+
+/// Checks an unload call's parameter names: only `unload_dependents` is taken (and has nothing to
+/// do: oxserve has no ensembles, so nothing depends on a model).
+pub(crate) fn check_unload_parameters<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    match keys.into_iter().find(|k| *k != "unload_dependents") {
+        Some(key) => Err(ApiError::bad_request(format!("unrecognized unload parameter '{key}'"))),
+        None => Ok(()),
+    }
+}
+
 /// Parses the `config` load parameter.
-pub(crate) fn parse_load_config(model: &str, json: &str) -> Result<LoadConfig, ApiError> {
+fn parse_load_config(model: &str, json: &str) -> Result<LoadConfig, ApiError> {
     let bad = |why: String| ApiError::bad_request(format!("failed to load '{model}': {why}"));
     let value: Value =
         serde_json::from_str(json).map_err(|e| bad(format!("the config is not JSON: {e}")))?;
