@@ -289,8 +289,16 @@ impl<E: Executor + ?Sized> Pool for WorkerPool<E> {
     }
 }
 
-/// Longest pause between attempts to start a worker that keeps failing.
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+/// Pauses, in seconds, before the next start of a worker that keeps failing (TorchServe's
+/// Fibonacci back-off, capped at its 55 s step): the first restart after a failure is at once, so a
+/// worker that dies once (a killed process, a panic) is back without delay; each further failure
+/// with no batch answered in between waits the next step. A batch answered resets it.
+const BACK_OFF_SECS: [u64; 11] = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55];
+
+/// The pause before a restart after `failures` consecutive failures.
+fn back_off(failures: usize) -> Duration {
+    Duration::from_secs(BACK_OFF_SECS[failures.min(BACK_OFF_SECS.len() - 1)])
+}
 
 fn run_worker<E: Executor + ?Sized>(
     id: &str,
@@ -300,7 +308,8 @@ fn run_worker<E: Executor + ?Sized>(
     shared: &Shared,
     metrics: &ModelMetrics,
 ) {
-    let mut pause = Duration::from_millis(250);
+    // Failed starts and broken batches since the last batch answered.
+    let mut failures = 0_usize;
     let mut worker: Option<E::Worker> = None;
     while !shared.stop.load(Ordering::Acquire) {
         let Some(active) = worker.as_mut() else {
@@ -318,7 +327,6 @@ fn run_worker<E: Executor + ?Sized>(
                     } else {
                         warn!(worker = id, asked = %device, device = %runs_on, "worker ready on a fallback device");
                     }
-                    pause = Duration::from_millis(250);
                 }
                 failed => {
                     let e = match failed {
@@ -328,11 +336,12 @@ fn run_worker<E: Executor + ?Sized>(
                     *shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                         Some(e.clone());
                     shared.set(WorkerStatus::Failed);
+                    let pause = back_off(failures);
+                    failures += 1;
                     error!(worker = id, error = %e, retry_in = ?pause, "worker could not start");
                     if !wait_before_retry(queue, shared, pause) {
                         break;
                     }
-                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
             }
             continue;
@@ -341,11 +350,21 @@ fn run_worker<E: Executor + ?Sized>(
         metrics.busy().inc();
         let healthy = run_batch(executor, active, batch, metrics);
         metrics.busy().dec();
-        if !healthy {
+        if healthy {
+            failures = 0;
+        } else {
             // The worker's state may be broken (a panic, a dead process): start afresh.
             worker = None;
             shared.pid.store(0, Ordering::Release);
             shared.set(WorkerStatus::Starting);
+            let pause = back_off(failures);
+            failures += 1;
+            if !pause.is_zero() {
+                warn!(worker = id, failures, retry_in = ?pause, "worker broke again before answering a batch; restarting after a pause");
+                if !wait_before_retry(queue, shared, pause) {
+                    break;
+                }
+            }
         }
     }
     shared.set(WorkerStatus::Stopped);
@@ -518,6 +537,23 @@ mod tests {
         let done = submit(&pool, "next").blocking_recv().expect("answered").expect("ran");
         assert_eq!(done.output.0, "next");
         assert_eq!(echo.started.load(Ordering::SeqCst), 2);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_worker_that_keeps_breaking_is_restarted_after_torchserve_s_pauses() {
+        let steps: Vec<u64> = (0..13).map(|n| back_off(n).as_secs()).collect();
+        assert_eq!(steps, [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 55, 55]);
+        let (mut pool, echo) = pool(1, Duration::ZERO);
+        pool.scale_to(1);
+        assert!(submit(&pool, "panic").blocking_recv().expect("answered").is_err());
+        // The second failure in a row: the next start waits the first step (1 s) at least.
+        assert!(submit(&pool, "panic").blocking_recv().expect("answered").is_err());
+        let broke = Instant::now();
+        let done = submit(&pool, "next").blocking_recv().expect("answered").expect("ran");
+        assert_eq!(done.output.0, "next");
+        assert!(broke.elapsed() >= Duration::from_secs(1), "restarted after {:?}", broke.elapsed());
+        assert_eq!(echo.started.load(Ordering::SeqCst), 3);
         pool.shutdown();
     }
 
