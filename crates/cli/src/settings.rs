@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use oxserve_core::config::{EngineConfig, ModelOverrides};
 use oxserve_core::metric_log::Rotation;
+use oxserve_core::metrics::ModelMetricsConfig;
 use oxserve_server::{AuthConfig, ServerConfig};
 use oxserve_store::remote::{AllowList, DownloadLimits};
 
@@ -51,6 +52,8 @@ const KNOWN_KEYS: &[&str] = &[
     "model_server_home",
     "install_py_dep_per_model",
     "service_envelope",
+    "metrics_config",
+    "model_metrics_auto_detect",
     "intra_op_threads",
     "allowed_urls",
     "header_read_timeout",
@@ -263,11 +266,30 @@ impl Layers {
             bail!("log_file_max_size must be at least 1024 bytes, got {}", log_rotation.max_bytes);
         }
         let onnxruntime_lib = self.get("onnxruntime_lib").map(PathBuf::from);
+        let metrics_config = self.get("metrics_config").map(PathBuf::from);
+        let model_metrics = ModelMetricsConfig {
+            declared: match &metrics_config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read metrics_config {}", path.display())
+                    })?;
+                    ModelMetricsConfig::from_yaml(&text).map_err(|e| {
+                        anyhow::anyhow!(
+                            "metrics_config {} is not a metrics file: {e}",
+                            path.display()
+                        )
+                    })?
+                }
+                None => Vec::new(),
+            },
+            auto_detect: self.flag("model_metrics_auto_detect")?,
+        };
         let python_defaults = PythonSettings::default();
         let python = PythonSettings {
             python: self.get("python").map_or(python_defaults.python, PathBuf::from),
             ts_home: self.get("model_server_home").map(PathBuf::from),
             max_response_size: server.max_response_size,
+            metrics_config,
             install_dependencies: self.flag("install_py_dep_per_model")?,
             envelope: self
                 .get("service_envelope")
@@ -285,6 +307,7 @@ impl Layers {
             log_rotation,
             onnxruntime_lib,
             python,
+            model_metrics,
         })
     }
 }
@@ -305,6 +328,9 @@ pub(crate) struct Resolved {
     pub(crate) onnxruntime_lib: Option<PathBuf>,
     /// The Python worker runtime (`python`, `model_server_home`).
     pub(crate) python: PythonSettings,
+    /// Which metrics of Python workers become series (`metrics_config`,
+    /// `model_metrics_auto_detect`).
+    pub(crate) model_metrics: ModelMetricsConfig,
 }
 
 /// A model named at startup: `all`, a file name, or `name=file`.

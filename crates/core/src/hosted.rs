@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::config::ModelSettings;
 use crate::error::Result;
 use crate::executor::Executor;
-use crate::metric_log::MetricLog;
+use crate::metrics::Metrics;
 
 /// One request for a hosted handler, as the client sent it.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ pub struct HostedModel<'a> {
     pub manifest: &'a Manifest,
     /// Settings in force (batch size, timeouts...).
     pub settings: &'a ModelSettings,
-    /// Where the metric lines its workers print go (`model_metrics.log`), when the server keeps
-    /// metric logs.
-    pub metric_log: Option<&'a Arc<MetricLog>>,
+    /// Where the metric lines its workers print go ([`Metrics::worker_line`]: Prometheus and
+    /// `model_metrics.log`).
+    pub metrics: &'a Metrics,
 }

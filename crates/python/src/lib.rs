@@ -47,6 +47,9 @@ pub struct PythonSettings {
     pub max_response_size: usize,
     /// How long a worker may take to start and load its model (TorchServe's default 120 s).
     pub startup_timeout: Duration,
+    /// `metrics_config`: the metrics file the workers are given (`--metrics-config`); unset:
+    /// TorchServe's own `ts/configs/metrics.yaml`.
+    pub metrics_config: Option<PathBuf>,
     /// `install_py_dep_per_model`: at load, `pip install` a model's `requirementsFile` into its
     /// folder (code from the archive and the network at registration, so off unless asked).
     pub install_dependencies: bool,
@@ -63,6 +66,7 @@ impl Default for PythonSettings {
             ts_home: None,
             max_response_size: 6_553_500,
             startup_timeout: Duration::from_secs(120),
+            metrics_config: None,
             install_dependencies: false,
             envelope: None,
         }
@@ -94,10 +98,12 @@ impl PythonRuntime {
         {
             settings.python = absolute;
         }
-        if let Some(home) = settings.ts_home.as_mut()
-            && let Ok(absolute) = std::path::absolute(&*home)
+        for path in
+            [settings.ts_home.as_mut(), settings.metrics_config.as_mut()].into_iter().flatten()
         {
-            *home = absolute;
+            if let Ok(absolute) = std::path::absolute(&*path) {
+                *path = absolute;
+            }
         }
         Self { settings, home: OnceLock::new() }
     }
@@ -171,12 +177,17 @@ impl Runtime for PythonRuntime {
             model: model.name.to_owned(),
             python: self.settings.python.clone(),
             ts_home: home.ts_home.clone(),
+            metrics_config: self
+                .settings
+                .metrics_config
+                .clone()
+                .unwrap_or_else(|| home.ts_home.join("ts/configs/metrics.yaml")),
             launcher: home.launcher.clone(),
             socket_dir: home.dir.path().to_path_buf(),
             model_dir,
             python_path,
             start_timeout: model.settings.startup_timeout.unwrap_or(self.settings.startup_timeout),
-            metric_log: model.metric_log.cloned(),
+            metrics: model.metrics.clone(),
         };
         Ok(Arc::new(PythonExecutor {
             launch,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use oxserve_core::metric_log::MetricLog;
+use oxserve_core::metrics::Metrics;
 
 use crate::otf;
 
@@ -50,6 +50,8 @@ pub(crate) struct Launch {
     pub(crate) python: PathBuf,
     /// The folder holding the `ts` package.
     pub(crate) ts_home: PathBuf,
+    /// The metrics file the worker reads (`--metrics-config`).
+    pub(crate) metrics_config: PathBuf,
     pub(crate) launcher: PathBuf,
     /// The private (0700) folder the sockets live in.
     pub(crate) socket_dir: PathBuf,
@@ -60,8 +62,8 @@ pub(crate) struct Launch {
     /// How long the worker may take to print that it listens, and then to load the model
     /// (TorchServe's `startupTimeout`).
     pub(crate) start_timeout: Duration,
-    /// Where its `[METRICS]` lines go (`model_metrics.log`).
-    pub(crate) metric_log: Option<Arc<MetricLog>>,
+    /// Where its `[METRICS]` lines go (Prometheus and `model_metrics.log`).
+    pub(crate) metrics: Metrics,
 }
 
 /// A running worker process and its connection.
@@ -86,7 +88,7 @@ impl Process {
             .args(["--sock-type", "unix", "--sock-name"])
             .arg(&socket)
             .arg("--metrics-config")
-            .arg(launch.ts_home.join("ts/configs/metrics.yaml"))
+            .arg(&launch.metrics_config)
             .current_dir(&launch.model_dir)
             .env_clear()
             .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
@@ -196,7 +198,7 @@ impl Process {
     ) -> Result<(), String> {
         let tail = Arc::clone(&self.tail);
         let model = launch.model.clone();
-        let metric_log = launch.metric_log.clone();
+        let metrics = launch.metrics.clone();
         let pid = self.pid;
         spawn_pump(format!("{model}-py-{pid}-out"), move || {
             let mut ready = Some(ready);
@@ -207,13 +209,7 @@ impl Process {
                     let _ = tx.send(());
                 }
                 if let Some((_, metric)) = line.split_once("[METRICS]") {
-                    // TorchServe's frontend keeps these for model_metrics.log.
-                    match &metric_log {
-                        Some(log) => log.worker(metric),
-                        None => {
-                            tracing::debug!(target: "model_metrics", model = %model, pid, "{metric}")
-                        }
-                    }
+                    metrics.worker_line(metric);
                 } else {
                     tracing::info!(target: "model_log", model = %model, pid, "{line}");
                     remember(&tail, line);

@@ -304,6 +304,8 @@ async fn kserve_v1_predicts_each_instance_and_answers_errors_as_its_sdk_reads_th
         ("/v1/models/tiny:predict", json!({"instances": [[1.0]]}), StatusCode::BAD_REQUEST),
         ("/v1/models/tiny:explain", json!({"instances": [a]}), StatusCode::NOT_IMPLEMENTED),
         ("/v1/models/tiny:train", json!({"instances": [a]}), StatusCode::NOT_FOUND),
+        ("/v2/models/tiny/explain", json!({"inputs": []}), StatusCode::NOT_IMPLEMENTED),
+        ("/v2/models/nope/explain", json!({"inputs": []}), StatusCode::NOT_FOUND),
     ] {
         let (status, body) = call(&s, Method::POST, uri, Some(request)).await;
         assert_eq!(status, want, "{uri}: {body}");

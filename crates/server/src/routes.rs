@@ -211,6 +211,9 @@ pub(crate) fn inference() -> Vec<Route> {
             .get(v2::model_ready, "model_ready", "Whether the model can answer now")
             .responses(MODEL),
         Route::new("/v2/models/{model}/infer").post(v2::infer, "infer", infer).responses(INFER),
+        Route::new("/v2/models/{model}/explain")
+            .post(v2::explain, "explain", "The handler's explanation (models on Python workers)")
+            .responses(INFER),
         Route::new("/v2/models/{model}/stats")
             .get(
                 v2_extensions::model_stats,
@@ -229,6 +232,13 @@ pub(crate) fn inference() -> Vec<Route> {
             .responses(MODEL),
         Route::new("/v2/models/{model}/versions/{version}/infer")
             .post(v2::infer, "version_infer", infer)
+            .responses(INFER),
+        Route::new("/v2/models/{model}/versions/{version}/explain")
+            .post(
+                v2::explain,
+                "version_explain",
+                "One version's explanation (models on Python workers)",
+            )
             .responses(INFER),
         Route::new("/v2/models/{model}/versions/{version}/stats")
             .get(v2_extensions::version_stats, "version_statistics", "One version's statistics")

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use oxserve_backend::{Tensor, TensorSpec};
 use oxserve_core::ModelVersion;
@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::body::read_limited;
 use crate::error::ApiError;
+use crate::hosted::Ask;
 use crate::services::oip::{EXTENSIONS, Inputs, PLATFORM, raw_tensor, requested_outputs};
 use crate::{AppState, ModelPath};
 
@@ -172,14 +173,49 @@ struct OutputTensor<'a> {
     data: Option<FlatJson<'a>>,
 }
 
-/// `POST /v2/models/{m}[/versions/{v}]/infer`
+/// `POST /v2/models/{m}[/versions/{v}]/infer`. A model on worker processes gets the request as
+/// sent, as TorchServe hands it to its handler (whose `kservev2` envelope reads it).
 pub(crate) async fn infer(
     State(state): State<AppState>,
     Path(path): Path<ModelPath>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run_infer(state, &path.model, path.version.as_deref(), headers, body)
+    let version = state
+        .registry
+        .get(&path.model, path.version.as_deref())
+        .map_err(|e| ApiError::from(e).v2())?;
+    let answer = if version.is_hosted() {
+        crate::inference::run(state, version, Ask::Predict, &uri, headers, body).await
+    } else {
+        run_infer(state, version, headers, body).await
+    };
+    answer.map_err(ApiError::v2)
+}
+
+/// `POST /v2/models/{m}[/versions/{v}]/explain`: the handler's explain path, for models on worker
+/// processes (TorchServe's `kservev2` explain); built-in handlers have none (501).
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let version = state
+        .registry
+        .get(&path.model, path.version.as_deref())
+        .map_err(|e| ApiError::from(e).v2())?;
+    if !version.is_hosted() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplementedException",
+            format!("model {} runs a built-in handler, which has no explanations", version.name()),
+        )
+        .v2());
+    }
+    crate::inference::run(state, version, Ask::Explain, &uri, headers, body)
         .await
         .map_err(ApiError::v2)
 }
@@ -276,13 +312,11 @@ pub(crate) fn split_binary(
 
 async fn run_infer(
     state: AppState,
-    model: &str,
-    version: Option<&str>,
+    v: std::sync::Arc<ModelVersion>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
-    let v = state.registry.get(model, version)?;
     let options = crate::observe::options(&headers);
     // Admitted before the body is read, as on the TorchServe path.
     let mut ticket = v.admit(options)?;

@@ -211,7 +211,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         format!("cannot open the metric logs in {}", settings.log_dir.display())
     })?;
     info!(dir = %log.dir().display(), "writing ts_metrics.log, model_metrics.log and access_log.log");
-    let metrics = Arc::new(Metrics::new(hostname(), Some(Arc::new(log))));
+    let metrics = Arc::new(
+        Metrics::new(hostname(), Some(Arc::new(log))).with_model_metrics(&settings.model_metrics),
+    );
     let registry = registry(
         settings.engine.clone(),
         settings.onnxruntime_lib.clone(),

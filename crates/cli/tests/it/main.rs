@@ -8,6 +8,7 @@ mod bench_cli;
 mod cluster;
 mod job_cli;
 mod peers;
+mod python_cli;
 mod redact_cli;
 mod serve_cli;
 mod tls_cli;

@@ -16,13 +16,17 @@
 //! Each model version binds its label values once at load ([`ModelMetrics`]), so recording on the
 //! hot path is a few atomic adds with no lookups.
 
+mod backend;
 mod text;
 
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use backend::{Kind as WorkerMetricKind, MetricSpec, ModelMetricsConfig, WorkerMetric};
 pub use text::{LabelOrder, java_double, render as render_families};
+
+use backend::BackendMetrics;
 
 use prometheus::{
     CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -141,6 +145,8 @@ pub struct Metrics {
     busy_workers: IntGaugeVec,
     in_flight: IntGaugeVec,
     outcomes: IntCounterVec,
+    /// What worker processes report (`[METRICS]` lines).
+    backend: BackendMetrics,
 }
 
 fn ts_help(kind: &str, unit: &str) -> String {
@@ -205,6 +211,8 @@ impl Metrics {
             )
         };
         let native = &["model", "version"];
+        let handler_time = gauge("HandlerTime", "ms", &["ModelName", "Level", "Hostname"]);
+        let prediction_time = gauge("PredictionTime", "ms", &["ModelName", "Level", "Hostname"]);
         let status_classes = ["Requests2XX", "Requests4XX", "Requests5XX"]
             .map(|n| counter(n, &ts_help("counter", "Count"), host_labels));
         Self {
@@ -219,8 +227,6 @@ impl Metrics {
             queue_time: gauge("QueueTime", "Milliseconds", host_labels),
             worker_thread_time: gauge("WorkerThreadTime", "Milliseconds", host_labels),
             worker_load_time: gauge("WorkerLoadTime", "Milliseconds", &["WorkerName", "Level", "Hostname"]),
-            handler_time: gauge("HandlerTime", "ms", &["ModelName", "Level", "Hostname"]),
-            prediction_time: gauge("PredictionTime", "ms", &["ModelName", "Level", "Hostname"]),
             system: SYSTEM_GAUGES.map(|(name, unit)| gauge(name, unit, host_labels)),
             duration: register(
                 &r,
@@ -278,12 +284,43 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            backend: BackendMetrics::new(r.clone(), &ModelMetricsConfig::default(), [
+                ("HandlerTime", handler_time.clone()),
+                ("PredictionTime", prediction_time.clone()),
+            ]),
+            handler_time,
+            prediction_time,
             registry: r,
             label_order: Arc::new(order.into_inner()),
             log_host: Arc::from(hostname.as_str()),
             hostname,
             log,
         }
+    }
+
+    /// Which metrics of worker processes become series besides `HandlerTime` and
+    /// `PredictionTime` (TorchServe's `metrics_config` and `model_metrics_auto_detect`).
+    #[must_use]
+    pub fn with_model_metrics(mut self, config: &ModelMetricsConfig) -> Self {
+        self.backend = BackendMetrics::new(
+            self.registry.clone(),
+            config,
+            [
+                ("HandlerTime", self.handler_time.clone()),
+                ("PredictionTime", self.prediction_time.clone()),
+            ],
+        );
+        self
+    }
+
+    /// A metric line a worker process printed (the text after its `[METRICS]` marker): into
+    /// `model_metrics.log` when metric logs are written, and into Prometheus when declared or
+    /// detected.
+    pub fn worker_line(&self, text: &str) {
+        if let Some(log) = &self.log {
+            log.worker(text);
+        }
+        self.backend.record(text);
     }
 
     /// The hostname label value.
@@ -342,7 +379,9 @@ impl Metrics {
 
     /// Renders every family in the Prometheus text format; `names` keeps only those families.
     pub fn render(&self, names: &[String]) -> String {
-        text::render(&self.registry.gather(), &self.label_order, names)
+        let mut order = (*self.label_order).clone();
+        self.backend.extend_order(&mut order);
+        text::render(&self.registry.gather(), &order, names)
     }
 
     /// Sets the system gauges, and logs them to `ts_metrics.log` when `log_lines` is set.

@@ -22,6 +22,11 @@ impl LabelOrder {
         }
     }
 
+    /// Adds `other`'s families.
+    pub fn extend(&mut self, other: &Self) {
+        self.0.extend(other.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
     fn of(&self, family: &str) -> &[String] {
         self.0.get(family).map_or(&[], Vec::as_slice)
     }

@@ -111,7 +111,7 @@ impl ModelVersion {
             dir: &files.dir,
             manifest: &manifest,
             settings: &settings,
-            metric_log: loaders.metrics.log(),
+            metrics: loaders.metrics,
         };
         let metrics = Arc::new(loaders.metrics.for_model(&name, &version));
         let workers = Workers {

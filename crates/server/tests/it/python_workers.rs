@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxserve_backend_tract::TractBackend;
+use oxserve_core::Registry;
 use oxserve_core::config::EngineConfig;
 use oxserve_core::metric_log::{MetricLog, Rotation};
+use oxserve_core::metrics::{Metrics, ModelMetricsConfig};
 use oxserve_python::{PythonRuntime, PythonSettings};
 
-use crate::common::{TestServer, copy_dir, open_server, registry, repo};
+use crate::common::{TestServer, copy_dir, open_server, repo, scrape};
 
 /// The worker venv's interpreter, or `None` when the tests are to be skipped.
 fn python() -> Option<PathBuf> {
@@ -41,6 +43,14 @@ async fn server(python: PathBuf) -> TestServer {
 }
 
 async fn server_with(settings: PythonSettings) -> TestServer {
+    server_with_metrics(settings, &ModelMetricsConfig::default()).await
+}
+
+/// A server whose workers' own metrics become series as `model_metrics` says.
+async fn server_with_metrics(
+    settings: PythonSettings,
+    model_metrics: &ModelMetricsConfig,
+) -> TestServer {
     let store = tempfile::tempdir().unwrap();
     copy_dir(&repo().join("tests/fixtures/torchserve"), store.path());
     copy_dir(&repo().join("tests/fixtures/python"), store.path());
@@ -48,9 +58,39 @@ async fn server_with(settings: PythonSettings) -> TestServer {
         EngineConfig { model_store: store.path().to_path_buf(), ..EngineConfig::default() };
     let runtime = PythonRuntime::new(settings);
     let log = MetricLog::open(&store.path().join("logs"), Rotation::default()).unwrap();
-    let registry = registry(engine, vec![Arc::new(TractBackend)], Some(Arc::new(log)));
-    let registry = Arc::new(Arc::into_inner(registry).unwrap().with_runtime(Arc::new(runtime)));
+    let metrics =
+        Metrics::new("testhost".into(), Some(Arc::new(log))).with_model_metrics(model_metrics);
+    let registry = Registry::with_metrics(
+        engine,
+        vec![Arc::new(TractBackend)],
+        oxserve_handlers::builtins(),
+        Arc::new(metrics),
+    )
+    .with_runtime(Arc::new(runtime));
+    let registry = Arc::new(registry);
     TestServer::serve(registry, store, open_server()).await
+}
+
+/// The `/metrics` series of `family` for `model`, once a worker has reported it (its output is
+/// read apart from its answers, so the series may come just after the answer).
+async fn series_named(
+    s: &TestServer,
+    family: &str,
+    model: &str,
+) -> std::collections::HashMap<String, f64> {
+    let wanted = format!("ModelName=\"{model}\"");
+    for _ in 0..1000 {
+        let found: std::collections::HashMap<String, f64> = scrape(s)
+            .await
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{family}{{")) && k.contains(&wanted))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no {family} series for {model} in /metrics");
 }
 
 async fn register(s: &TestServer, query: &str) -> (u16, serde_json::Value) {
@@ -83,6 +123,11 @@ async fn torchserve_test_archives_answer_as_torchserve_does() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(logged.contains("PreprocessTime."), "{logged}");
+    // TorchServe's HandlerTime from the worker is a series; the handler's undeclared
+    // PreprocessTime is not (no model_metrics_auto_detect).
+    let series = series_named(&s, "HandlerTime", "noop").await;
+    assert!(series.keys().any(|k| k.contains("Level=\"Model\"")), "{series:?}");
+    assert!(!scrape(&s).await.keys().any(|k| k.starts_with("PreprocessTime")));
 
     // describe ?customized=true: the handler's describe_handle, as JSON.
     assert_eq!(register(&s, "url=noop-customized.mar").await.0, 200);
@@ -399,19 +444,58 @@ fn plain_python(
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
+/// The PyTorch venv's interpreter (torch, numpy), or `None` when the tests are to be skipped.
+fn torch_python() -> Option<PathBuf> {
+    let python = repo().join(".venv-python-torch/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    if std::env::var("OXSERVE_SKIP_PYTHON_WORKER").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    panic!(
+        "{} is missing: install Debian's CPU PyTorch and the worker with `bash \
+         scripts/install-python-torch.sh` (or set OXSERVE_SKIP_PYTHON_WORKER=1)",
+        python.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oip_infer_and_explain_reach_the_handler_through_torchserve_s_kservev2_envelope() {
+    let Some(python) = torch_python() else { return };
+    let s = server_with(PythonSettings {
+        python,
+        envelope: Some("kservev2".to_owned()),
+        ..PythonSettings::default()
+    })
+    .await;
+    assert_eq!(register(&s, "url=sums&batch_size=1&initial_workers=1").await.0, 200);
+    let request = serde_json::json!({
+        "id": "r1",
+        "inputs": [
+            {"name": "a", "shape": [2, 2], "datatype": "INT32", "data": [1, 2, 3, 4]},
+            {"name": "b", "shape": [3], "datatype": "FP32", "data": [0.5, 0.5, 1.0]}
+        ]
+    })
+    .to_string();
+    for call in ["infer", "explain"] {
+        let url = format!("{}/v2/models/sums/{call}", s.inference);
+        let (status, body) = s.post(url, request.clone()).await;
+        assert_eq!(status, 200, "{call}: {body}");
+        assert_eq!(body["id"], "r1", "{body}");
+        assert_eq!(body["model_name"], "sums", "{body}");
+        let outputs = body["outputs"].as_array().unwrap();
+        let names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b"], "{body}");
+        assert_eq!(outputs[0]["data"], serde_json::json!([10]), "{body}");
+        assert_eq!(outputs[1]["data"], serde_json::json!([2.0]), "{body}");
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pytorch_models_answer_as_their_handler_does_in_plain_python() {
-    let python = repo().join(".venv-python-torch/bin/python");
-    if !python.exists() {
-        if std::env::var("OXSERVE_SKIP_PYTHON_WORKER").is_ok_and(|v| v == "1") {
-            return;
-        }
-        panic!(
-            "{} is missing: install Debian's CPU PyTorch and the worker with `bash \
-             scripts/install-python-torch.sh` (or set OXSERVE_SKIP_PYTHON_WORKER=1)",
-            python.display()
-        );
-    }
+    let Some(python) = torch_python() else { return };
     let s = server(python.clone()).await;
     copy_dir(&repo().join("tests/fixtures/pytorch"), s.store.path());
     let photos = repo().join("tests/fixtures/handlers/vision/classifier/photos");
