@@ -178,6 +178,10 @@ pub struct ModelOverrides {
     /// decoded or running); beyond it requests are refused with 503 at once. Unset: only the queue
     /// bounds them.
     pub max_concurrent_requests: Option<usize>,
+    /// Python models: run the workers in a venv of their own in the model folder (`venv/`, made
+    /// at load with TorchServe's `setup_model_venv.py`, inheriting the interpreter's packages), so
+    /// a model's `requirements.txt` installs there (TorchServe's `useVenv`).
+    pub use_venv: Option<bool>,
 }
 
 impl ModelOverrides {
@@ -203,7 +207,8 @@ impl ModelOverrides {
             handler,
             intra_op_threads,
             tensorrt_fp16,
-            max_concurrent_requests
+            max_concurrent_requests,
+            use_venv
         );
     }
 
@@ -252,6 +257,7 @@ impl ModelOverrides {
             job_queue_size,
             device_type: self.device_type.unwrap_or_default(),
             device_ids: self.device_ids.clone().unwrap_or_default(),
+            use_venv: self.use_venv.unwrap_or(false),
         })
     }
 }
@@ -277,6 +283,8 @@ pub struct ModelSettings {
     pub device_type: DeviceType,
     /// GPUs for round-robin assignment.
     pub device_ids: Vec<u32>,
+    /// Python models: workers run in the model's own venv (`useVenv`).
+    pub use_venv: bool,
 }
 
 /// An archive's `model-config.yaml`: the frontend keys oxserve acts on, plus every other key, which is
@@ -305,6 +313,7 @@ const FRONTEND_KEYS: &[&str] = &[
     "intraOpThreads",
     "tensorrtFp16",
     "maxConcurrentRequests",
+    "useVenv",
 ];
 
 impl ModelConfigFile {

@@ -160,10 +160,22 @@ impl Runtime for PythonRuntime {
         let model_dir = std::path::absolute(model.dir).map_err(|e| {
             EngineError::Load(format!("model {}: cannot resolve its folder: {e}", model.name))
         })?;
+        // useVenv: the model's own venv, made once in its folder; its interpreter runs the workers.
+        let venv = model.settings.use_venv.then(|| model_dir.join("venv"));
+        if let Some(venv) = &venv {
+            self.make_venv(model.name, &model_dir, venv, &home.ts_home)?;
+        }
+        let python =
+            venv.as_ref().map_or_else(|| self.settings.python.clone(), |v| v.join("bin/python"));
         if self.settings.install_dependencies
             && let Some(requirements) = model.manifest.model.requirements_file.as_deref()
         {
-            self.install_requirements(model.name, &model_dir, requirements)?;
+            self.install_requirements(
+                model.name,
+                &model_dir,
+                requirements,
+                venv.is_some().then_some(&python),
+            )?;
         }
         let handler = model.manifest.model.handler.clone().unwrap_or_default();
         let mut python_path = Vec::new();
@@ -175,7 +187,7 @@ impl Runtime for PythonRuntime {
         }
         let launch = Launch {
             model: model.name.to_owned(),
-            python: self.settings.python.clone(),
+            python,
             ts_home: home.ts_home.clone(),
             metrics_config: self
                 .settings
@@ -206,31 +218,54 @@ impl Runtime for PythonRuntime {
 }
 
 impl PythonRuntime {
-    /// `pip install --target <model folder> -r <requirements>`, as TorchServe does with
-    /// `install_py_dep_per_model`; the folder is on the worker's `PYTHONPATH`.
-    fn install_requirements(&self, name: &str, dir: &Path, requirements: &str) -> Result<()> {
+    /// Installs a model's requirements as TorchServe does with `install_py_dep_per_model`: into
+    /// its venv (`venv_python`) when it has one, else `pip install --target <model folder>`, a
+    /// folder on the worker's `PYTHONPATH`.
+    fn install_requirements(
+        &self,
+        name: &str,
+        dir: &Path,
+        requirements: &str,
+        venv_python: Option<&PathBuf>,
+    ) -> Result<()> {
         let file = dir.join(requirements);
         tracing::info!(model = name, requirements, "installing the model's Python dependencies");
-        let output = Command::new(&self.settings.python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q"])
-            .arg("--target")
-            .arg(dir)
-            .arg("-r")
-            .arg(&file)
-            .current_dir(dir)
-            .output()
-            .map_err(|e| EngineError::Load(format!("cannot run pip for model {name}: {e}")))?;
-        if output.status.success() {
+        let mut pip = Command::new(venv_python.unwrap_or(&self.settings.python));
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q"]);
+        if venv_python.is_some() {
+            pip.args(["-U", "--upgrade-strategy", "only-if-needed"]);
+        } else {
+            pip.arg("--target").arg(dir);
+        }
+        pip.arg("-r").arg(&file).current_dir(dir);
+        run_step(pip, &format!("model {name}: installing {requirements}"))
+    }
+
+    /// Makes `venv` (once) with TorchServe's own `ts/utils/setup_model_venv.py`: a venv of the
+    /// configured interpreter that also sees that interpreter's packages.
+    fn make_venv(&self, name: &str, dir: &Path, venv: &Path, ts_home: &Path) -> Result<()> {
+        if venv.join("bin/python").exists() {
             return Ok(());
         }
-        let err = String::from_utf8_lossy(&output.stderr);
-        let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        let tail = last[last.len().saturating_sub(3)..].join(" | ");
-        Err(EngineError::Load(format!(
-            "model {name}: installing {requirements} failed ({}): {tail}",
-            output.status
-        )))
+        tracing::info!(model = name, venv = %venv.display(), "making the model's virtual environment");
+        let mut setup = Command::new(&self.settings.python);
+        setup.arg(ts_home.join("ts/utils/setup_model_venv.py")).arg(venv).current_dir(dir);
+        run_step(setup, &format!("model {name}: making its virtual environment (useVenv)"))
     }
+}
+
+/// Runs one set-up command; its failure is a load error with the last lines it wrote.
+fn run_step(mut command: Command, what: &str) -> Result<()> {
+    let output =
+        command.output().map_err(|e| EngineError::Load(format!("{what}: cannot run it: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&output.stderr);
+    let out = String::from_utf8_lossy(&output.stdout);
+    let last: Vec<&str> = out.lines().chain(err.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let tail = last[last.len().saturating_sub(3)..].join(" | ");
+    Err(EngineError::Load(format!("{what} failed ({}): {tail}", output.status)))
 }
 
 /// Whether a model's handler is Python: a `.py` handler (`file.py` or `file.py:function`), a

@@ -24,6 +24,8 @@ pub(crate) struct Description {
     response_timeout: u64,
     device_type: &'static str,
     loaded_at_startup: bool,
+    /// Whether a Python model's workers run in its own venv (`useVenv`).
+    use_venv: bool,
     /// Intra-op threads per worker session; absent when the engine's default (one) is used.
     #[serde(skip_serializing_if = "Option::is_none")]
     intra_op_threads: Option<usize>,
@@ -90,6 +92,7 @@ impl From<VersionStatus> for Description {
                 DeviceType::Gpu => "gpu",
             },
             loaded_at_startup: v.loaded_at_startup,
+            use_venv: settings.use_venv,
             intra_op_threads: v.intra_op_threads,
             workers: v
                 .workers

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use oxserve_backend_tract::TractBackend;
 use oxserve_core::Registry;
-use oxserve_core::config::EngineConfig;
+use oxserve_core::config::{EngineConfig, ModelOverrides};
 use oxserve_core::metric_log::{MetricLog, Rotation};
-use oxserve_core::metrics::{Metrics, ModelMetricsConfig};
+use oxserve_core::metrics::Metrics;
 use oxserve_python::{PythonRuntime, PythonSettings};
 
 use crate::common::{TestServer, copy_dir, open_server, repo, scrape};
@@ -43,23 +43,29 @@ async fn server(python: PathBuf) -> TestServer {
 }
 
 async fn server_with(settings: PythonSettings) -> TestServer {
-    server_with_metrics(settings, &ModelMetricsConfig::default()).await
+    server_configured(settings, &[]).await
 }
 
-/// A server whose workers' own metrics become series as `model_metrics` says.
-async fn server_with_metrics(
+/// A server with config.properties-style settings for some models' version 1.0.
+async fn server_configured(
     settings: PythonSettings,
-    model_metrics: &ModelMetricsConfig,
+    models: &[(&str, ModelOverrides)],
 ) -> TestServer {
     let store = tempfile::tempdir().unwrap();
     copy_dir(&repo().join("tests/fixtures/torchserve"), store.path());
     copy_dir(&repo().join("tests/fixtures/python"), store.path());
-    let engine =
+    let mut engine =
         EngineConfig { model_store: store.path().to_path_buf(), ..EngineConfig::default() };
+    for (name, overrides) in models {
+        engine
+            .models
+            .entry((*name).to_owned())
+            .or_default()
+            .insert("1.0".into(), overrides.clone());
+    }
     let runtime = PythonRuntime::new(settings);
     let log = MetricLog::open(&store.path().join("logs"), Rotation::default()).unwrap();
-    let metrics =
-        Metrics::new("testhost".into(), Some(Arc::new(log))).with_model_metrics(model_metrics);
+    let metrics = Metrics::new("testhost".into(), Some(Arc::new(log)));
     let registry = Registry::with_metrics(
         engine,
         vec![Arc::new(TractBackend)],
@@ -415,7 +421,7 @@ async fn requirements_are_installed_at_load_only_when_asked() {
     s.stop().await;
     // install_py_dep_per_model=true: pip installs `tsv` from PyPI into the model folder first.
     let s = server_with(PythonSettings {
-        python,
+        python: python.clone(),
         install_dependencies: true,
         ..PythonSettings::default()
     })
@@ -423,6 +429,41 @@ async fn requirements_are_installed_at_load_only_when_asked() {
     let (status, body) = register(&s, "url=custom_python_dep.mar").await;
     assert_eq!(status, 200, "{body}");
     s.stop().await;
+
+    // useVenv: the model gets a venv of its own (TorchServe's setup_model_venv.py), the
+    // requirements go into it, and its interpreter runs the worker.
+    let use_venv = ModelOverrides { use_venv: Some(true), ..ModelOverrides::default() };
+    let s = server_configured(
+        PythonSettings { python, install_dependencies: true, ..PythonSettings::default() },
+        &[("custom_python_dep", use_venv)],
+    )
+    .await;
+    let (status, body) = register(&s, "url=custom_python_dep.mar&initial_workers=1").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, describe) = s.get(format!("{}/models/custom_python_dep", s.management)).await;
+    assert_eq!(describe[0]["useVenv"], true, "{describe}");
+    let pid = describe[0]["workers"][0]["pid"].as_u64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let interpreter = PathBuf::from(
+        String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap()).into_owned(),
+    );
+    let venv = interpreter.parent().unwrap().parent().unwrap().to_path_buf();
+    assert_eq!(venv.file_name().unwrap(), "venv", "{}", interpreter.display());
+    let installed = glob_site_packages(&venv);
+    assert!(installed.iter().any(|p| p.starts_with("tsv")), "{installed:?}");
+    s.stop().await;
+}
+
+/// Names in a venv's site-packages.
+fn glob_site_packages(venv: &std::path::Path) -> Vec<String> {
+    let lib = venv.join("lib");
+    let mut names = Vec::new();
+    for python in std::fs::read_dir(&lib).unwrap().flatten() {
+        if let Ok(entries) = std::fs::read_dir(python.path().join("site-packages")) {
+            names.extend(entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    names
 }
 
 /// What `tests/fixtures/pytorch/run_handler.py` prints: the handler run in a plain Python process.
