@@ -132,7 +132,12 @@ impl Executor for PythonExecutor {
         }
         // Given up (worker killed) when nobody waits any more, or past responseTimeout.
         let deadline = until.min(started + self.response_timeout);
-        while answers.iter().any(Option::is_none) {
+        // Requests whose last part the worker has not sent yet: its replies are read to the end
+        // even for a request already answered with an error, so none is left for the next batch.
+        let mut open = vec![true; n];
+        // Requests whose intermediate parts are no longer passed on (the client left or stalled).
+        let mut dropped = vec![false; n];
+        while open.iter().any(|o| *o) {
             let reply = match process.read_reply(deadline, self.max_response_size) {
                 Ok(reply) => reply,
                 Err(ReadError::Io(e)) if is_timeout(&e) => {
@@ -157,6 +162,7 @@ impl Executor for PythonExecutor {
                 }
                 break;
             }
+
             for p in reply.predictions {
                 let Some(&i) = slot.get(p.request_id.as_str()) else {
                     tracing::warn!(model = %self.launch.model, id = %p.request_id, "the Python worker answered a request it was not sent");
@@ -170,17 +176,60 @@ impl Executor for PythonExecutor {
                     headers: p.headers.into_iter().filter(|(k, _)| k != "ts_stream_next").collect(),
                     body: Bytes::from(p.body),
                 };
-                if more {
-                    if let Some(stream) = &batch[i].stream {
-                        // Blocks while the client's buffer is full; a client that left drops it.
-                        let _ = stream.blocking_send(answer);
+                if !more {
+                    open[i] = false;
+                    if answers[i].is_none() {
+                        answers[i] = Some(Ok(answer));
                     }
-                } else if answers[i].is_none() {
-                    answers[i] = Some(Ok(answer));
+                } else if let Some(stream) = batch[i].stream.as_ref().filter(|_| !dropped[i]) {
+                    match pass_on(stream, answer, deadline) {
+                        Passed::Yes => {}
+                        Passed::ClientLeft => dropped[i] = true,
+                        Passed::Stalled => {
+                            // The client reads nothing: the worker does not wait on it past the
+                            // request's deadline. Its stream ends with the error, not cut short
+                            // as if complete; the worker's further parts are read and dropped.
+                            tracing::warn!(model = %self.launch.model, id = %ids[i], "a streaming client stopped reading; its answer is abandoned");
+                            dropped[i] = true;
+                            answers[i] = Some(Err(EngineError::Timeout(self.response_timeout)));
+                        }
+                    }
                 }
             }
         }
         finish(answers, started, false)
+    }
+}
+
+/// How an intermediate answer fared.
+enum Passed {
+    Yes,
+    /// Nobody reads the stream any more.
+    ClientLeft,
+    /// The client's buffer stayed full until the deadline.
+    Stalled,
+}
+
+/// Passes an intermediate answer to the client's stream, waiting while its buffer is full (the
+/// client reads slowly), but not past `deadline`.
+fn pass_on(
+    stream: &tokio::sync::mpsc::Sender<HostedAnswer>,
+    mut answer: HostedAnswer,
+    deadline: Instant,
+) -> Passed {
+    use tokio::sync::mpsc::error::TrySendError;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match stream.try_send(answer) {
+            Ok(()) => return Passed::Yes,
+            Err(TrySendError::Closed(_)) => return Passed::ClientLeft,
+            Err(TrySendError::Full(back)) => answer = back,
+        }
+        if Instant::now() >= deadline {
+            return Passed::Stalled;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

@@ -356,6 +356,39 @@ async fn a_killed_or_hung_worker_fails_its_batch_and_comes_back_and_unregister_l
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_client_that_stops_reading_does_not_hold_the_worker() {
+    use tokio::io::AsyncWriteExt;
+    let Some(python) = python() else { return };
+    let s = server(python).await;
+    assert_eq!(register(&s, "url=stream").await.0, 200);
+    let folder = s.store.path().join("stream");
+    // A client that asks for 64 MiB of parts and then reads nothing.
+    let address = s.inference.trim_start_matches("http://");
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST /predictions/stream HTTP/1.1\r\nhost: {address}\r\nx-request-timeout-ms: 3000\r\n\
+         content-length: 3\r\n\r\nbig"
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    // The one worker gives up on it at its deadline and answers the next request.
+    for n in 2..=4 {
+        std::fs::write(folder.join(format!("go-{n}")), "").unwrap();
+    }
+    let r = s
+        .client
+        .post(format!("{}/predictions/stream", s.inference))
+        .timeout(Duration::from_secs(60))
+        .body("x")
+        .send()
+        .await
+        .expect("answered while the stalled client is still connected");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "part 1;part 2;part 3;part 4.");
+    drop(stalled);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_stream_predictions_sends_each_part_as_a_message() {
     use oxserve_server::grpc::proto::torchserve::inference::PredictionsRequest;
     use oxserve_server::grpc::proto::torchserve::inference::inference_ap_is_service_client::InferenceApIsServiceClient;
