@@ -82,6 +82,19 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// How a request that failed with this error ended, for `oxserve_requests_total{outcome}`.
+    pub fn outcome(&self) -> crate::metrics::Outcome {
+        use crate::metrics::Outcome;
+        match self {
+            Self::Overloaded { .. } | Self::TooManyRequests { .. } | Self::Unavailable(_) => {
+                Outcome::Overloaded
+            }
+            Self::Timeout(_) => Outcome::Timeout,
+            Self::Internal(_) | Self::Backend(_) => Outcome::Error,
+            _ => Outcome::ClientError,
+        }
+    }
+
     /// The same error with paths under `dirs` written relative to them. Answers leave the server,
     /// so a client learns which file of its model failed, not where the model store or the
     /// unpacking folder lives (security-tests G24: no absolute paths in error bodies). `dirs` are

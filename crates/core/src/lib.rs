@@ -27,15 +27,13 @@ mod error;
 pub mod executor;
 pub mod handler;
 pub mod hosted;
-pub mod metric_log;
-pub mod metrics;
 mod model;
 mod placement;
 mod registry;
-pub mod stats;
-pub mod system;
 
 pub use error::{EngineError, Result};
 pub use executor::Done;
 pub use model::{ModelVersion, RequestOptions, Ticket, VersionStatus};
+/// Metrics live in their own crate (`oxserve-metrics`); these paths keep the core's names for them.
+pub use oxserve_metrics::{self as metrics, log as metric_log, stats, system};
 pub use registry::{RegisterRequest, Registry};

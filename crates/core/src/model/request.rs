@@ -297,7 +297,7 @@ impl<'a> Recorder<'a> {
 
     pub(super) fn failed(&mut self, err: &EngineError) {
         self.done = true;
-        self.metrics.record(Outcome::of(err), None, self.request_id);
+        self.metrics.record(err.outcome(), None, self.request_id);
         self.metrics.stats().failed(self.started.elapsed());
     }
 }

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxserve_core::metric_log::{MetricLog, Rotation};
-use oxserve_core::metrics::{Metrics, Outcome, RequestTimings};
+use oxserve_metrics::log::{MetricLog, Rotation};
+use oxserve_metrics::{Metrics, Outcome, RequestTimings};
 
 fn per_call(metrics: &Metrics, n: u32) -> Duration {
     let model = metrics.for_model("tiny", "1.0");

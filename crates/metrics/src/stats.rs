@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::metrics::RequestTimings;
+use crate::RequestTimings;
 
 /// Batch sizes tracked one by one; larger ones share the last entry's count. Bounded so a model
 /// fed every batch size cannot grow the table without end.
@@ -93,7 +93,7 @@ pub struct StatsSnapshot {
 
 impl ModelStats {
     /// Counts an answered request of `rows` rows.
-    pub(crate) fn answered(&self, t: &RequestTimings, rows: usize) {
+    pub fn answered(&self, t: &RequestTimings, rows: usize) {
         self.success.add(t.total);
         self.queue.add(t.queue);
         self.compute_input.add(t.preprocess);
@@ -106,12 +106,12 @@ impl ModelStats {
     }
 
     /// Counts a request that ended without an answer after `took`.
-    pub(crate) fn failed(&self, took: Duration) {
+    pub fn failed(&self, took: Duration) {
         self.fail.add(took);
     }
 
     /// Counts one engine run of `size` requests that took `took`.
-    pub(crate) fn executed(&self, size: usize, took: Duration) {
+    pub fn executed(&self, size: usize, took: Duration) {
         self.execution_count.fetch_add(1, Ordering::Relaxed);
         let mut batches = self.batches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let size = if batches.len() >= MAX_BATCH_SIZES && !batches.contains_key(&size) {

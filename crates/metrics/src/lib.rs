@@ -17,6 +17,9 @@
 //! hot path is a few atomic adds with no lookups.
 
 mod backend;
+pub mod log;
+pub mod stats;
+pub mod system;
 mod text;
 
 use std::cell::RefCell;
@@ -33,8 +36,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry as PromRegistry,
 };
 
-use crate::EngineError;
-use crate::metric_log::{MetricLog, ModelLabels, RequestLines};
+use crate::log::{MetricLog, ModelLabels, RequestLines};
 use crate::stats::ModelStats;
 
 /// How a request ended, for `oxserve_requests_total{outcome}`.
@@ -73,18 +75,6 @@ impl Outcome {
             Self::Timeout => "timeout",
             Self::Cancelled => "cancelled",
             Self::Error => "error",
-        }
-    }
-
-    /// The outcome an engine error stands for.
-    pub fn of(err: &EngineError) -> Self {
-        match err {
-            EngineError::Overloaded { .. }
-            | EngineError::TooManyRequests { .. }
-            | EngineError::Unavailable(_) => Self::Overloaded,
-            EngineError::Timeout(_) => Self::Timeout,
-            EngineError::Internal(_) | EngineError::Backend(_) => Self::Error,
-            _ => Self::ClientError,
         }
     }
 }
@@ -477,7 +467,7 @@ impl ModelMetrics {
         }
     }
 
-    pub(crate) fn worker_loaded(&self, worker: &str, took: Duration) {
+    pub fn worker_loaded(&self, worker: &str, took: Duration) {
         let ms = took.as_secs_f64() * 1e3;
         self.all.worker_load_time.with_label_values(&[worker, "Host", &self.all.hostname]).set(ms);
         if let Some(log) = &self.all.log {
@@ -487,7 +477,7 @@ impl ModelMetrics {
     }
 
     /// Counts one engine run of `size` requests that took `took`.
-    pub(crate) fn record_batch(&self, size: usize, took: Duration) {
+    pub fn record_batch(&self, size: usize, took: Duration) {
         #[allow(clippy::cast_precision_loss)]
         self.batch_size.observe(size as f64);
         self.stats.executed(size, took);
@@ -500,17 +490,17 @@ impl ModelMetrics {
 
     /// Sets the gauges that are read at scrape time rather than counted: queue depth and requests
     /// in flight.
-    pub(crate) fn set_load(&self, queued: usize, in_flight: usize) {
+    pub fn set_load(&self, queued: usize, in_flight: usize) {
         self.queue_depth.set(i64::try_from(queued).unwrap_or(i64::MAX));
         self.in_flight.set(i64::try_from(in_flight).unwrap_or(i64::MAX));
     }
 
-    pub(crate) fn busy(&self) -> &IntGauge {
+    pub fn busy(&self) -> &IntGauge {
         &self.busy_workers
     }
 
     /// Removes this version's series (on unload) so they stop being reported.
-    pub(crate) fn remove(&self) {
+    pub fn remove(&self) {
         let host = self.all.hostname.as_str();
         let (n, v) = (self.labels.name.as_str(), self.labels.version.as_str());
         let all = &self.all;
