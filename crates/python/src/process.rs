@@ -115,7 +115,7 @@ impl Process {
             process.pump_stdout(out, launch, ready_tx)?;
         }
         if let Some(err) = stderr {
-            process.pump_stderr(err, &launch.model)?;
+            process.pump_stderr(err, launch)?;
         }
         match ready_rx.recv_timeout(launch.start_timeout) {
             Ok(()) => {}
@@ -200,6 +200,7 @@ impl Process {
         let model = launch.model.clone();
         let metrics = launch.metrics.clone();
         let pid = self.pid;
+        let thread = format!("W-{pid}-{model}-stdout");
         spawn_pump(format!("{model}-py-{pid}-out"), move || {
             let mut ready = Some(ready);
             for_each_line(out, |line| {
@@ -212,19 +213,27 @@ impl Process {
                     metrics.worker_line(metric);
                 } else {
                     tracing::info!(target: "model_log", model = %model, pid, "{line}");
+                    if let Some(log) = metrics.log() {
+                        log.model_output(&thread, false, line);
+                    }
                     remember(&tail, line);
                 }
             });
         })
     }
 
-    fn pump_stderr(&self, err: ChildStderr, model: &str) -> Result<(), String> {
+    fn pump_stderr(&self, err: ChildStderr, launch: &Launch) -> Result<(), String> {
         let tail = Arc::clone(&self.tail);
-        let model = model.to_owned();
+        let model = launch.model.clone();
+        let log = launch.metrics.log().cloned();
         let pid = self.pid;
+        let thread = format!("W-{pid}-{model}-stderr");
         spawn_pump(format!("{model}-py-{pid}-err"), move || {
             for_each_line(err, |line| {
                 tracing::warn!(target: "model_log", model = %model, pid, "{line}");
+                if let Some(log) = &log {
+                    log.model_output(&thread, true, line);
+                }
                 remember(&tail, line);
             });
         })

@@ -1,5 +1,6 @@
 //! TorchServe's metric log files: `ts_metrics.log` (frontend and system metrics) and
-//! `model_metrics.log` (per-request handler metrics), plus `access_log.log`.
+//! `model_metrics.log` (per-request handler metrics), plus `access_log.log` and `model_log.log` (what
+//! models' worker processes print).
 //!
 //! Lines follow TorchServe's log4j pattern `%d{ISO8601} - %m`:
 //!
@@ -33,6 +34,7 @@ use writer::{Output, Writer};
 const TS_METRICS: usize = 0;
 const MODEL_METRICS: usize = 1;
 const ACCESS: usize = 2;
+const MODEL_LOG: usize = 3;
 
 /// When the log files roll over: once a write takes a file past `max_bytes`, it is renamed to
 /// `<name>.1` (older rolled files shift to `.2`, `.3` …, and those beyond `backups` are deleted) and
@@ -137,7 +139,7 @@ impl MetricLog {
     /// When the folder or a file cannot be created.
     pub fn open(dir: &Path, rotation: Rotation) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let outputs = ["ts_metrics.log", "model_metrics.log", "access_log.log"]
+        let outputs = ["ts_metrics.log", "model_metrics.log", "access_log.log", "model_log.log"]
             .into_iter()
             .map(|name| open(dir, name, rotation))
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -238,6 +240,23 @@ impl MetricLog {
             MODEL_METRICS,
             Box::new(move |out, stamp| {
                 let _ = writeln!(out, "{} - {text}", stamp.text);
+            }),
+        );
+    }
+
+    /// A line a model's worker process printed, in `model_log.log` as TorchServe's log4j pattern
+    /// `%d{ISO8601} [%-5p] %t %c - %m` writes it: `thread` names the worker and stream
+    /// (`W-<pid>-<model>-stdout`), `warn` marks its standard error.
+    pub fn model_output(&self, thread: &str, warn: bool, text: &str) {
+        let line = format!(
+            "[{}] {thread} MODEL_LOG - {}",
+            if warn { "WARN " } else { "INFO " },
+            text.trim_end()
+        );
+        self.writer.append(
+            MODEL_LOG,
+            Box::new(move |out, stamp| {
+                let _ = writeln!(out, "{} {line}", stamp.text);
             }),
         );
     }

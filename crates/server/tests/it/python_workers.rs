@@ -131,6 +131,23 @@ async fn torchserve_test_archives_answer_as_torchserve_does() {
     assert!(logged.contains("PreprocessTime."), "{logged}");
     // TorchServe's HandlerTime from the worker is a series; the handler's undeclared
     // PreprocessTime is not (no model_metrics_auto_detect).
+    // The worker's other output is model_log.log's, in TorchServe's layout.
+    let log = s.store.path().join("logs/model_log.log");
+    for _ in 0..1000 {
+        logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged.contains("Torch worker started.") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = logged
+        .lines()
+        .find(|l| l.contains("Torch worker started."))
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(
+        started.contains(" [INFO ] W-") && started.contains("-noop-stdout MODEL_LOG - "),
+        "{started}"
+    );
     let series = series_named(&s, "HandlerTime", "noop").await;
     assert!(series.keys().any(|k| k.contains("Level=\"Model\"")), "{series:?}");
     assert!(!scrape(&s).await.keys().any(|k| k.starts_with("PreprocessTime")));
