@@ -70,7 +70,9 @@ pub(crate) struct Launch {
 #[derive(Debug)]
 pub(crate) struct Process {
     child: Child,
-    stream: Option<UnixStream>,
+    /// The connection, read through a buffer: a reply arrives in one or two reads, not one per
+    /// field.
+    stream: Option<BufReader<UnixStream>>,
     socket: PathBuf,
     tail: Arc<Mutex<VecDeque<String>>>,
     pid: u32,
@@ -133,7 +135,7 @@ impl Process {
         let stream = UnixStream::connect(&process.socket).map_err(|e| {
             format!("cannot connect to the Python worker's socket: {e}{}", process.last_words())
         })?;
-        process.stream = Some(stream);
+        process.stream = Some(BufReader::with_capacity(64 * 1024, stream));
         Ok(process)
     }
 
@@ -144,7 +146,7 @@ impl Process {
 
     /// Sends a message.
     pub(crate) fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream()?.write_all(bytes)
+        self.stream()?.get_mut().write_all(bytes)
     }
 
     /// Reads one reply, waiting at most until `deadline`.
@@ -155,11 +157,11 @@ impl Process {
     ) -> Result<otf::Reply, otf::ReadError> {
         let stream = self.stream()?;
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        stream.set_read_timeout(Some(left))?;
+        stream.get_ref().set_read_timeout(Some(left))?;
         otf::read_reply(stream, max_body)
     }
 
-    fn stream(&mut self) -> std::io::Result<&mut UnixStream> {
+    fn stream(&mut self) -> std::io::Result<&mut BufReader<UnixStream>> {
         self.stream.as_mut().ok_or_else(|| std::io::Error::other("the worker is not connected"))
     }
 
@@ -242,7 +244,7 @@ impl Process {
     /// Kills the worker and everything it started, and removes its socket.
     pub(crate) fn kill(&mut self) {
         if let Some(stream) = self.stream.take() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
         }
         if let Some(pid) = i32::try_from(self.pid).ok().and_then(rustix::process::Pid::from_raw) {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);

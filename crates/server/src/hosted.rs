@@ -21,6 +21,25 @@ use crate::error::ApiError;
 /// Intermediate answers buffered per streaming request before the worker waits for the client.
 const STREAM_BUFFER: usize = 16;
 
+/// `Content-Type` for `content-type`.
+fn title_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut start = true;
+    for c in name.chars() {
+        out.push(if start { c.to_ascii_uppercase() } else { c });
+        start = c == '-';
+    }
+    out
+}
+
+/// TorchServe's `url_path`: on `/predictions/{m}/{v}/…` (and `/explanations`) the segments after
+/// the version, empty when there are none; other protocols' calls carry none.
+fn url_path(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(segments.first(), Some(&("predictions" | "explanations")))
+        .then(|| segments.get(3..).map(|rest| rest.join("/")).unwrap_or_default())
+}
+
 /// What the handler is asked to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ask {
@@ -51,11 +70,15 @@ pub(crate) fn request(
             params.push((part.name, mime, part.body));
         }
     }
+    // Names as HTTP/1.1 clients write them (`Content-Type`): TorchServe passes the client's
+    // spelling on and handlers look headers up by it; HTTP/2 and the parser here lower-case them.
     let mut fields: Vec<(String, String)> = headers
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (title_case(k.as_str()), v.to_owned())))
         .collect();
-    fields.push(("url_path".to_owned(), uri.path().trim_start_matches('/').to_owned()));
+    if let Some(rest) = url_path(uri.path()) {
+        fields.push(("url_path".to_owned(), rest));
+    }
     let explain = if ask == Ask::Explain { "True" } else { "False" };
     fields.push(("explain".to_owned(), explain.to_owned()));
     Ok(HostedRequest { id, headers: fields, params, stream: None })
@@ -185,4 +208,22 @@ fn form_fields(encoded: &[u8], what: &str) -> Result<Vec<(String, String, Bytes)
 fn mime_type(content_type: Option<&str>) -> String {
     content_type
         .map_or_else(String::new, |c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_and_url_path_are_torchserve_s() {
+        assert_eq!(title_case("content-type"), "Content-Type");
+        assert_eq!(title_case("x-request-id"), "X-Request-Id");
+        assert_eq!(title_case("host"), "Host");
+        assert_eq!(url_path("/predictions/m").as_deref(), Some(""));
+        assert_eq!(url_path("/predictions/m/1.0").as_deref(), Some(""));
+        assert_eq!(url_path("/predictions/m/1.0/v1/models").as_deref(), Some("v1/models"));
+        assert_eq!(url_path("/explanations/m").as_deref(), Some(""));
+        assert_eq!(url_path("/v1/models/m:predict"), None);
+        assert_eq!(url_path("/v2/models/m/infer"), None);
+    }
 }

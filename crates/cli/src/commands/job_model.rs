@@ -110,8 +110,8 @@ async fn predict(version: &Arc<ModelVersion>, name: &str, bytes: Bytes) -> Outco
             let request = HostedRequest {
                 id: name.to_owned(),
                 headers: vec![
-                    ("content-type".to_owned(), mime.to_owned()),
-                    ("url_path".to_owned(), format!("predictions/{}", version.name())),
+                    ("Content-Type".to_owned(), mime.to_owned()),
+                    ("url_path".to_owned(), String::new()),
                     ("explain".to_owned(), "False".to_owned()),
                 ],
                 params: vec![("body".to_owned(), mime.to_owned(), bytes)],

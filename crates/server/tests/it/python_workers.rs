@@ -316,6 +316,11 @@ async fn a_killed_or_hung_worker_fails_its_batch_and_comes_back_and_unregister_l
     let folder = s.store.path().join("faults");
     let url = format!("{}/predictions/faults", s.inference);
     assert_eq!(s.post(url.clone(), "ok").await, (200, serde_json::json!("ok")));
+    // Header names reach the handler as HTTP/1.1 clients write them, and url_path as TorchServe
+    // sets it (empty on /predictions/{m}).
+    let r = s.client.post(url.clone()).header("content-type", "text/plain").body("headers");
+    let answer: serde_json::Value = r.send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer, serde_json::json!({"Content-Type": "text/plain", "url_path": ""}));
 
     // A handler that floods its output (and writes one 32 MB line) is still answered; its output
     // is read line by line, long lines cut, never held whole.
