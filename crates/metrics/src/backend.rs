@@ -186,9 +186,15 @@ pub(super) struct BackendMetrics {
 struct Inner {
     registry: Registry,
     auto_detect: bool,
-    families: Mutex<HashMap<String, Entry>>,
-    order: Mutex<LabelOrder>,
-    detected: std::sync::atomic::AtomicUsize,
+    state: Mutex<State>,
+}
+
+/// The families by name, their label orders, and how many were auto-detected.
+#[derive(Debug)]
+struct State {
+    families: HashMap<String, Entry>,
+    order: LabelOrder,
+    detected: usize,
 }
 
 impl BackendMetrics {
@@ -220,16 +226,14 @@ impl BackendMetrics {
             inner: Arc::new(Inner {
                 registry,
                 auto_detect: config.auto_detect,
-                families: Mutex::new(families),
-                order: Mutex::new(order),
-                detected: std::sync::atomic::AtomicUsize::new(0),
+                state: Mutex::new(State { families, order, detected: 0 }),
             }),
         }
     }
 
     /// Label orders of the families registered here, for the text format.
     pub(super) fn extend_order(&self, order: &mut LabelOrder) {
-        order.extend(&self.inner.order.lock().unwrap_or_else(PoisonError::into_inner));
+        order.extend(&self.inner.state.lock().unwrap_or_else(PoisonError::into_inner).order);
     }
 
     /// Records one worker metric line (the text after `[METRICS]`).
@@ -239,20 +243,18 @@ impl BackendMetrics {
             return;
         };
         let inner = &*self.inner;
-        let mut families = inner.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let State { families, order, detected } = &mut *state;
         if !families.contains_key(metric.name) {
-            use std::sync::atomic::Ordering;
-            if !inner.auto_detect || inner.detected.load(Ordering::Relaxed) >= MAX_DETECTED {
+            if !inner.auto_detect || *detected >= MAX_DETECTED {
                 return;
             }
-            inner.detected.fetch_add(1, Ordering::Relaxed);
+            *detected += 1;
             let mut labels: Vec<String> =
                 metric.dims.iter().map(|(k, _)| (*k).to_owned()).collect();
             labels.push("Hostname".to_owned());
             let kind = metric.kind.unwrap_or(Kind::Gauge);
-            let mut order = inner.order.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry =
-                register(&inner.registry, &mut order, metric.name, metric.unit, kind, labels);
+            let entry = register(&inner.registry, order, metric.name, metric.unit, kind, labels);
             families.insert(metric.name.to_owned(), entry);
         }
         let Some(entry) = families.get_mut(metric.name) else { return };

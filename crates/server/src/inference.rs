@@ -50,6 +50,16 @@ pub(crate) async fn explain(
     run(state, version, Ask::Explain, &uri, headers, body).await
 }
 
+/// KServe's and OIP's answer to an explanation asked of a built-in handler (501; TorchServe's
+/// `/explanations` answers 400, in [`run`]).
+pub(crate) fn no_explanations(version: &ModelVersion) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplementedException",
+        format!("model {} runs a built-in handler, which has no explanations", version.name()),
+    )
+}
+
 /// One request to `version`'s handler: a model the server runs answers with its handler's
 /// prediction, one on worker processes with its handler's own answer (KServe v1 hands those here
 /// too: their handler's envelope reads the body).

@@ -117,11 +117,7 @@ async fn instances(
     body: Body,
 ) -> Result<Response, ApiError> {
     if ask == Ask::Explain {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplementedException",
-            format!("model {} runs a built-in handler, which has no explanations", version.name()),
-        ));
+        return Err(crate::inference::no_explanations(&version));
     }
     let options = crate::observe::options(&headers);
     let bytes = read_limited(&headers, body, &state.config).await?;

@@ -182,16 +182,7 @@ pub(crate) async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = state
-        .registry
-        .get(&path.model, path.version.as_deref())
-        .map_err(|e| ApiError::from(e).v2())?;
-    let answer = if version.is_hosted() {
-        crate::inference::run(state, version, Ask::Predict, &uri, headers, body).await
-    } else {
-        run_infer(state, version, headers, body).await
-    };
-    answer.map_err(ApiError::v2)
+    call(state, &path, Ask::Predict, &uri, headers, body).await.map_err(ApiError::v2)
 }
 
 /// `POST /v2/models/{m}[/versions/{v}]/explain`: the handler's explain path, for models on worker
@@ -203,21 +194,23 @@ pub(crate) async fn explain(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = state
-        .registry
-        .get(&path.model, path.version.as_deref())
-        .map_err(|e| ApiError::from(e).v2())?;
-    if !version.is_hosted() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplementedException",
-            format!("model {} runs a built-in handler, which has no explanations", version.name()),
-        )
-        .v2());
+    call(state, &path, Ask::Explain, &uri, headers, body).await.map_err(ApiError::v2)
+}
+
+async fn call(
+    state: AppState,
+    path: &ModelPath,
+    ask: Ask,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let version = state.registry.get(&path.model, path.version.as_deref())?;
+    match (version.is_hosted(), ask) {
+        (true, _) => crate::inference::run(state, version, ask, uri, headers, body).await,
+        (false, Ask::Predict) => run_infer(state, version, headers, body).await,
+        (false, Ask::Explain) => Err(crate::inference::no_explanations(&version)),
     }
-    crate::inference::run(state, version, Ask::Explain, &uri, headers, body)
-        .await
-        .map_err(ApiError::v2)
 }
 
 /// A boolean parameter; absent is `false`, anything but a boolean is an error.

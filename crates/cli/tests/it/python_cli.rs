@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::serve_cli::{copy_dir, oxserve, repo, start_with, terminate};
+use super::serve_cli::{copy_dir, get_json, oxserve, repo, start_with, terminate};
 
 /// The worker venv's interpreter (scripts/install-python-worker.sh), or `None` when skipped.
 fn python() -> Option<PathBuf> {
@@ -50,14 +50,7 @@ fn sockets(tmp: &Path) -> Vec<PathBuf> {
 }
 
 async fn worker_pids(client: &reqwest::Client, management: &str, model: &str) -> Vec<u64> {
-    let describe: serde_json::Value = client
-        .get(format!("{management}/models/{model}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let describe = get_json(client, format!("{management}/models/{model}")).await;
     describe[0]["workers"].as_array().unwrap().iter().filter_map(|w| w["pid"].as_u64()).collect()
 }
 

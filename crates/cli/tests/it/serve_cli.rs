@@ -471,7 +471,7 @@ pub(super) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+pub(super) async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
     json_of(client.get(url)).await
 }
 

@@ -21,7 +21,13 @@ use crate::common::{TestServer, copy_dir, open_server, repo, scrape};
 
 /// The worker venv's interpreter, or `None` when the tests are to be skipped.
 fn python() -> Option<PathBuf> {
-    let python = repo().join(".venv-python-worker/bin/python");
+    venv_python(".venv-python-worker", "TorchServe's worker", "scripts/install-python-worker.sh")
+}
+
+/// `<repo>/<venv>/bin/python`; when missing, `None` under `OXSERVE_SKIP_PYTHON_WORKER=1`, else a
+/// failure that says how to install it.
+fn venv_python(venv: &str, what: &str, script: &str) -> Option<PathBuf> {
+    let python = repo().join(venv).join("bin/python");
     if python.exists() {
         return Some(python);
     }
@@ -30,8 +36,8 @@ fn python() -> Option<PathBuf> {
         return None;
     }
     panic!(
-        "{} is missing: install TorchServe's worker with `bash scripts/install-python-worker.sh` \
-         (or set OXSERVE_SKIP_PYTHON_WORKER=1 to skip these tests)",
+        "{} is missing: install {what} with `bash {script}` (or set OXSERVE_SKIP_PYTHON_WORKER=1 \
+         to skip these tests)",
         python.display()
     );
 }
@@ -542,18 +548,11 @@ fn plain_python(
 
 /// The PyTorch venv's interpreter (torch, numpy), or `None` when the tests are to be skipped.
 fn torch_python() -> Option<PathBuf> {
-    let python = repo().join(".venv-python-torch/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    if std::env::var("OXSERVE_SKIP_PYTHON_WORKER").is_ok_and(|v| v == "1") {
-        return None;
-    }
-    panic!(
-        "{} is missing: install Debian's CPU PyTorch and the worker with `bash \
-         scripts/install-python-torch.sh` (or set OXSERVE_SKIP_PYTHON_WORKER=1)",
-        python.display()
-    );
+    venv_python(
+        ".venv-python-torch",
+        "Debian's CPU PyTorch and the worker",
+        "scripts/install-python-torch.sh",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
