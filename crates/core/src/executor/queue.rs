@@ -81,6 +81,12 @@ impl<I, O> JobQueue<I, O> {
             )));
         }
         if state.jobs.len() >= self.capacity {
+            // Requests whose client has gone keep their places until a worker reaches them; a
+            // full queue drops them first, so abandoned requests (an HTTP/2 rapid reset, clients
+            // that time out) cannot keep live ones out.
+            state.jobs.retain(|j| !j.reply.is_closed());
+        }
+        if state.jobs.len() >= self.capacity {
             return Err(EngineError::Overloaded {
                 model: self.model.clone(),
                 capacity: self.capacity,
@@ -207,6 +213,19 @@ mod tests {
         q.submit(a).unwrap();
         q.submit(b).unwrap();
         assert!(matches!(q.submit(c), Err(EngineError::Overloaded { capacity: 2, .. })));
+    }
+
+    #[test]
+    fn a_full_queue_makes_room_by_dropping_abandoned_jobs() {
+        let q = queue(2, 1);
+        let (a, ra) = job(Duration::from_secs(5));
+        let (b, _rb) = job(Duration::from_secs(5));
+        let (c, _rc) = job(Duration::from_secs(5));
+        q.submit(a).unwrap();
+        q.submit(b).unwrap();
+        drop(ra);
+        q.submit(c).unwrap();
+        assert_eq!(q.len(), 2);
     }
 
     #[test]
