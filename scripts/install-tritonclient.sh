@@ -16,4 +16,5 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/.." && pwd)"
 VERSION="2.73.0"
 source "${SCRIPT_DIR}/lib/pinned-venv.sh"
-pinned_venv "${REPO_ROOT}/.venv-triton" tritonclient "${VERSION}" "tritonclient[http,grpc]==${VERSION}" 'import tritonclient.http, tritonclient.grpc, numpy'
+# requests: Triton's own L0_http tests (tests/triton-upstream/) post with it.
+pinned_venv "${REPO_ROOT}/.venv-triton" tritonclient "${VERSION}" "tritonclient[http,grpc]==${VERSION} requests==2.34.2" 'import tritonclient.http, tritonclient.grpc, numpy, requests'

@@ -24,6 +24,8 @@ bash scripts/install-python-worker.sh >/dev/null
 bash scripts/install-python-torch.sh >/dev/null
 # Postman's newman (npm) into .tools/newman, for TorchServe's own Postman collections.
 bash scripts/install-newman.sh >/dev/null
+# pytest and TorchServe's launcher into .venv-torchserve-tests, for TorchServe's own pytest suites.
+bash scripts/install-torchserve-tests.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Licences, banned crates and sources (crates.io only) per deny.toml. cargo-deny is installed from

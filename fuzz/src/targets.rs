@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use oxserve_backend::DType;
-use oxserve_core::codec::{tensor_from_nested, tensor_from_shaped};
+use oxserve_backend::json::{tensor_from_nested, tensor_from_shaped};
 use oxserve_core::handler::{Part, Payload};
 use oxserve_handlers::input::{Want, items};
 use oxserve_handlers::vision::decode::{Limits, decode};

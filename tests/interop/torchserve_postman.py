@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from oxserve_server import Server
+
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = ROOT / "tests" / "torchserve-upstream" / "postman"
 CLASSIFIER = ROOT / "tests" / "fixtures" / "handlers" / "vision" / "classifier"
@@ -62,31 +64,6 @@ def build_store(oxserve, store):
              "--handler", "image_classifier", "--extra-files", CLASSIFIER / "index_to_name.json",
              "--config-file", CLASSIFIER / "model-config.yaml", "--export-path", store],
             check=True, stdout=subprocess.DEVNULL)
-
-
-class Server:
-    """`oxserve serve` with a config.properties, on the ports its first line reports."""
-
-    def __init__(self, oxserve, work, config):
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "config.properties").write_text(config)
-        self.process = subprocess.Popen(
-            [oxserve, "serve", "--ts-config", work / "config.properties", "--log-dir", work / "logs"],
-            cwd=work, stdout=subprocess.PIPE, stderr=open(work / "stderr.log", "w"), text=True)
-        line = self.process.stdout.readline()
-        if not line.startswith("Model server started."):
-            self.stop()
-            raise SystemExit(f"oxserve did not start: {line}\n{(work / 'stderr.log').read_text()}")
-        urls = [part.split(": ", 1)[1] for part in line.strip().split(", ")]
-        self.port = {api: url.rsplit(":", 1)[1] for api, url in
-                     zip(["inference", "management", "metrics"], urls)}
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def newman(binary, work, collection, env_vars, data=None, insecure=False):

@@ -11,10 +11,13 @@
 //!   exclusive access (ONNX Runtime) never share a lock. Devices are chosen per worker, not per model,
 //!   so that the workers of one model can be spread over several GPUs as TorchServe does.
 //!
+//! [`json`] reads and writes tensors as JSON lists, for every protocol that carries them that way.
+//!
 //! Nothing here knows about HTTP, queues or tokio, so the scheduler can be tested against any engine.
 
 mod device;
 mod error;
+pub mod json;
 mod signature;
 mod tensor;
 

@@ -30,9 +30,16 @@ enum Command {
     Redact(commands::redact::RedactArgs),
     /// A resumable batch job over a folder or S3 prefix: PII redaction, or a model's predictions.
     Job(Box<commands::job::JobArgs>),
+    /// TorchServe's command line: `oxserve torchserve --start --model-store ... --models ...` and
+    /// `--stop` (also the binary run under the name `torchserve`).
+    Torchserve(commands::torchserve::TorchServeArgs),
 }
 
 fn main() -> ExitCode {
+    if commands::torchserve::invoked_as_torchserve() {
+        let cli = commands::torchserve::TorchServeCli::parse();
+        return exit(commands::torchserve::run(cli.args));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(*args),
@@ -41,12 +48,14 @@ fn main() -> ExitCode {
         Command::Tune(args) => commands::tune::run(*args),
         Command::Redact(args) => commands::redact::run(args),
         Command::Job(args) => commands::job::run(*args),
+        Command::Torchserve(args) => return exit(commands::torchserve::run(args)),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("oxserve: error: {err:#}");
-            ExitCode::from(2)
-        }
-    }
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|err| {
+        eprintln!("oxserve: error: {err:#}");
+        ExitCode::from(2)
+    })
 }

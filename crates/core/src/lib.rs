@@ -21,7 +21,6 @@
 //! ONNX Runtime.
 
 pub mod batcher;
-pub mod codec;
 pub mod config;
 mod error;
 pub mod executor;

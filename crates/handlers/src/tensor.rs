@@ -18,7 +18,7 @@ use oxserve_backend::{Signature, Tensor, TensorSpec};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 
-use oxserve_core::codec::{NestedJson, tensor_from_nested};
+use oxserve_backend::json::{NestedJson, tensor_from_nested};
 use oxserve_core::handler::{Handler, Payload, Prediction, Prepared};
 use oxserve_core::{EngineError, Result};
 

@@ -369,6 +369,8 @@ pub(crate) async fn require(
     } else if path == "/models"
         || path.starts_with("/models/")
         || path.starts_with("/v2/repository/")
+        || path == "/workflows"
+        || path.starts_with("/workflows/")
     {
         KeyKind::Management
     } else {

@@ -230,3 +230,54 @@ pub(crate) async fn payload(headers: &HeaderMap, body: Bytes) -> Result<Payload,
     }
     Ok(Payload { parts })
 }
+
+/// How deeply a JSON request body may nest arrays and objects: Triton's limit, which its tests check
+/// by name. Deeper bodies are refused before parsing, so a request cannot make the parser (or code
+/// that walks the tree) recurse without bound; real tensors nest once per dimension.
+pub(crate) const MAX_JSON_DEPTH: usize = 100;
+
+/// Refuses a JSON body nested deeper than [`MAX_JSON_DEPTH`] (400), in one pass over its bytes
+/// (brackets inside strings do not count).
+pub(crate) fn check_json_depth(json: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::bad_request(format!(
+                        "JSON nesting depth exceeds maximum allowed limit ({MAX_JSON_DEPTH})"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_nested_past_the_limit_is_refused_and_strings_do_not_count() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(check_json_depth(nested(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        let e = check_json_depth(nested(MAX_JSON_DEPTH + 1).as_bytes()).unwrap_err();
+        assert!(e.message.contains("exceeds maximum allowed limit (100)"), "{}", e.message);
+        let quoted = format!(r#"{{"a": "{}\"", "b": [1]}}"#, "[".repeat(500));
+        assert!(check_json_depth(quoted.as_bytes()).is_ok());
+    }
+}

@@ -9,7 +9,7 @@ use half::f16;
 use oxserve_backend::{DType, TensorData};
 
 /// Bytes one element takes, `None` for BYTES (variable length).
-fn element_size(dtype: DType) -> Option<usize> {
+pub(crate) fn element_size(dtype: DType) -> Option<usize> {
     Some(match dtype {
         DType::Bool | DType::U8 | DType::I8 => 1,
         DType::U16 | DType::I16 | DType::F16 => 2,

@@ -12,9 +12,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use oxserve_backend::json::{FlatJson, tensor_from_shaped};
 use oxserve_backend::{Tensor, TensorSpec};
 use oxserve_core::ModelVersion;
-use oxserve_core::codec::{FlatJson, tensor_from_shaped};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -53,7 +53,7 @@ fn lookup(
     model: &str,
     version: Option<&str>,
 ) -> Result<std::sync::Arc<ModelVersion>, ApiError> {
-    state.registry.get(model, version).map_err(|e| ApiError::from(e).v2())
+    crate::services::oip::model(&state.registry, model, version)
 }
 
 #[derive(Serialize)]
@@ -205,7 +205,7 @@ async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = state.registry.get(&path.model, path.version.as_deref())?;
+    let version = lookup(&state, &path.model, path.version.as_deref())?;
     match (version.is_hosted(), ask) {
         (true, _) => crate::inference::run(state, version, ask, uri, headers, body).await,
         (false, Ask::Predict) => run_infer(state, version, headers, body).await,
@@ -226,47 +226,42 @@ fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<bool, ApiE
 
 /// Triton's raw binary request (`Inference-Header-Content-Length: 0`): the body is the bytes of
 /// the model's only input, its datatype the model's and its shape deduced from the byte count
-/// (at most one dynamic dimension).
-fn raw_request(v: &ModelVersion, raw: &[u8]) -> Result<InferRequest, ApiError> {
+/// (at most one dynamic dimension). A BYTES input takes the whole body as its one element, so its
+/// shape must be `[1]`. Returns the request and the raw bytes its input reads. Refusals are worded
+/// as Triton words them.
+fn raw_request(
+    v: &ModelVersion,
+    raw: bytes::Bytes,
+) -> Result<(InferRequest, bytes::Bytes), ApiError> {
     let signature = v.signature();
     let [spec] = signature.inputs.as_slice() else {
         return Err(ApiError::bad_request(format!(
-            "a request without a JSON header ({HEADER_LENGTH}: 0) needs a model with one input; \
-             {} has {}",
-            v.name(),
-            signature.inputs.len()
+            "Raw request must only have 1 input (found 1) to be deduced but got {} inputs in '{}' \
+             model configuration: send the JSON header ({HEADER_LENGTH}) to name them",
+            signature.inputs.len(),
+            v.name()
         )));
     };
-    let count = crate::tensor_bytes::element_count(spec.dtype, raw).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "{} bytes are not a whole number of {} elements",
-            raw.len(),
-            spec.dtype.oip_name()
-        ))
-    })?;
     let dims: Vec<i64> = spec.shape.iter().map(|d| d.as_i64()).collect();
-    let fixed: i64 = dims.iter().filter(|d| **d >= 0).product();
-    let elements = i64::try_from(count).unwrap_or(i64::MAX);
-    let shape = match dims.iter().filter(|d| **d < 0).count() {
-        0 => dims,
-        1 if fixed > 0 && elements % fixed == 0 => {
-            dims.into_iter().map(|d| if d < 0 { elements / fixed } else { d }).collect()
-        }
-        1 => {
+    let (shape, raw) = if spec.dtype == oxserve_backend::DType::Bytes {
+        if dims.iter().any(|&d| d != 1) {
             return Err(ApiError::bad_request(format!(
-                "{count} elements do not fill input `{}` of shape {dims:?}",
+                "For BYTE datatype raw input '{}', the model must have input shape [1] (it has \
+                 {dims:?}): the whole body is the one element",
                 spec.name
             )));
         }
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "the shape of input `{}` ({dims:?}) cannot be deduced from the byte count: send \
-                 the JSON header",
-                spec.name
-            )));
-        }
+        let length = u32::try_from(raw.len())
+            .map_err(|_| ApiError::bad_request("a BYTES element is at most 4 GiB"))?;
+        let mut prefixed = Vec::with_capacity(raw.len() + 4);
+        prefixed.extend_from_slice(&length.to_le_bytes());
+        prefixed.extend_from_slice(&raw);
+        (dims, bytes::Bytes::from(prefixed))
+    } else {
+        (deduced_shape(spec, &dims, &raw)?, raw)
     };
-    Ok(InferRequest {
+    let size = raw.len();
+    let request = InferRequest {
         id: None,
         parameters: None,
         inputs: vec![InferInput {
@@ -274,12 +269,39 @@ fn raw_request(v: &ModelVersion, raw: &[u8]) -> Result<InferRequest, ApiError> {
             shape,
             datatype: spec.dtype.oip_name().to_owned(),
             data: None,
-            parameters: Some(
-                [("binary_data_size".to_owned(), json!(raw.len()))].into_iter().collect(),
-            ),
+            parameters: Some([("binary_data_size".to_owned(), json!(size))].into_iter().collect()),
         }],
         outputs: None,
-    })
+    };
+    Ok((request, raw))
+}
+
+/// The shape of a fixed-size input whose bytes are `raw`: its one dynamic dimension filled in.
+fn deduced_shape(spec: &TensorSpec, dims: &[i64], raw: &[u8]) -> Result<Vec<i64>, ApiError> {
+    let count = crate::tensor_bytes::element_count(spec.dtype, raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{} bytes are not a whole number of {} elements",
+            raw.len(),
+            spec.dtype.oip_name()
+        ))
+    })?;
+    let fixed: i64 = dims.iter().filter(|d| **d >= 0).product();
+    let elements = i64::try_from(count).unwrap_or(i64::MAX);
+    match dims.iter().filter(|d| **d < 0).count() {
+        0 => Ok(dims.to_vec()),
+        1 if fixed > 0 && elements % fixed == 0 => {
+            Ok(dims.iter().map(|&d| if d < 0 { elements / fixed } else { d }).collect())
+        }
+        1 => Err(ApiError::bad_request(format!(
+            "{count} elements do not fill input `{}` of shape {dims:?}",
+            spec.name
+        ))),
+        _ => Err(ApiError::bad_request(format!(
+            "The shape of the raw input '{}' can not be deduced because there are more than one \
+             variable-sized dimension (its shape is {dims:?}): send the JSON header",
+            spec.name
+        ))),
+    }
 }
 
 /// Splits a body into its JSON part and the raw tensor bytes after it.
@@ -315,14 +337,19 @@ async fn run_infer(
     let mut ticket = v.admit(options)?;
     let bytes = read_limited(&headers, body, &state.config).await?;
     let (json_part, binary) = split_binary(&headers, &bytes)?;
-    let request: InferRequest = if json_part.is_empty() && headers.contains_key(HEADER_LENGTH) {
-        raw_request(&v, &binary)?
+    // A raw request (no JSON header) is answered in raw bytes too, as Triton does: its sender
+    // reads the outputs after `Inference-Header-Content-Length`.
+    let raw = json_part.is_empty() && headers.contains_key(HEADER_LENGTH);
+    let (request, binary): (InferRequest, _) = if raw {
+        raw_request(&v, binary)?
     } else {
-        serde_json::from_slice(&json_part)
-            .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?
+        crate::body::check_json_depth(&json_part)?;
+        let request = serde_json::from_slice(&json_part)
+            .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+        (request, binary)
     };
     let inputs = tensors(&v, request.inputs, &binary)?;
-    let all_binary = flag(request.parameters.as_ref(), "binary_data_output")?;
+    let all_binary = raw || flag(request.parameters.as_ref(), "binary_data_output")?;
     let wanted = match request.outputs.as_deref() {
         None => None,
         Some(requested) => {

@@ -97,7 +97,7 @@ fn config_of(
     model: &str,
     version: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
-    let v = state.registry.get(model, version).map_err(|e| ApiError::from(e).v2())?;
+    let v = crate::services::oip::model(&state.registry, model, version)?;
     let c = triton::model_config(&v);
     let tensor = |t: &ConfigTensor, input: bool| {
         let mut out = json!({
@@ -148,17 +148,37 @@ fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The body of a repository index call, read as a type rather than a tree: a `ready` that is not a
+/// boolean is refused at its first byte, however deeply it nests.
+#[derive(serde::Deserialize)]
+struct Index {
+    ready: Option<Ready>,
+}
+
+struct Ready(bool);
+
+impl<'de> serde::Deserialize<'de> for Ready {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <bool as serde::Deserialize>::deserialize(d)
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom("Invalid value for 'ready': expected a boolean"))
+    }
+}
+
 /// `POST /v2/repository/index` with an optional `{"ready": bool}`.
 pub(crate) async fn index(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ready = match body_object(&body)?.get("ready") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::bad_request("Invalid value for 'ready': expected a boolean").v2());
-        }
+    let ready = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        let index: Index = serde_json::from_slice(&body).map_err(|e| {
+            let message =
+                if e.is_data() { e.to_string() } else { format!("the body is not JSON: {e}") };
+            ApiError::bad_request(message).v2()
+        })?;
+        index.ready.is_some_and(|r| r.0)
     };
     let entries = triton::index(&state, ready).map_err(ApiError::v2)?;
     Ok(Json(Value::Array(entries.iter().map(index_json).collect())))

@@ -6,4 +6,5 @@ pub(crate) mod job;
 mod job_model;
 pub(crate) mod redact;
 pub(crate) mod serve;
+pub(crate) mod torchserve;
 pub(crate) mod tune;

@@ -1,6 +1,10 @@
 //! The peers' own test suites against the real binary: TorchServe 0.12's management and HTTPS
 //! Postman collections, run by newman (`tests/interop/torchserve_postman.py` sets the server up as
-//! TorchServe's runner does and lists the rows that assert oxserve's documented differences).
+//! TorchServe's runner does and lists the rows that assert oxserve's documented differences), and
+//! NVIDIA's Triton client examples and `L0_http` tests (`tests/interop/triton_upstream.py`, with
+//! the ONNX stand-ins of the models they call), and TorchServe's token-authorization and
+//! model-control pytest suites, which start and stop the server with TorchServe's own launcher
+//! through oxserve's `torchserve` command line (`tests/interop/torchserve_pytest.py`).
 
 use std::path::Path;
 use std::process::Command;
@@ -23,4 +27,42 @@ fn torchserve_s_postman_collections_pass() {
     assert!(stdout.contains("Iteration 82/82"), "{stdout}");
     assert!(stdout.contains("HTTPS UnRegister Model SqueezeNet"), "{stdout}");
     assert!(stdout.contains("collections pass"), "{stdout}");
+}
+
+#[test]
+fn triton_s_client_examples_and_http_tests_pass() {
+    let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let python = repo.join(".venv-triton/bin/python");
+    assert!(python.exists(), "no Triton client: run bash scripts/install-tritonclient.sh");
+    let out = Command::new(python)
+        .arg(repo.join("tests/interop/triton_upstream.py"))
+        .arg(env!("CARGO_BIN_EXE_oxserve"))
+        .output()
+        .expect("triton_upstream.py runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "Triton's examples or tests failed\n{stdout}\n{stderr}");
+    // Every example and every test ran.
+    let lines = |prefix: &str| stdout.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(lines("example "), 15, "{stdout}");
+    assert_eq!(lines("L0_http test_"), 17, "{stdout}");
+    assert!(stdout.contains("tests pass"), "{stdout}");
+}
+
+#[test]
+fn torchserve_s_pytest_suites_pass_through_its_own_launcher() {
+    let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let python = repo.join(".venv-torchserve-tests/bin/python");
+    assert!(python.exists(), "no pytest venv: run bash scripts/install-torchserve-tests.sh");
+    let out = Command::new(python)
+        .arg(repo.join("tests/interop/torchserve_pytest.py"))
+        .arg(env!("CARGO_BIN_EXE_oxserve"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("torchserve_pytest.py runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "TorchServe's pytest suites failed\n{stdout}\n{stderr}");
+    // Both suites ran whole: 8 model-control tests and 17 token-authorization tests.
+    assert!(stdout.contains("(but the listed differences): 25 tests"), "{stdout}");
 }

@@ -173,6 +173,16 @@ impl Context {
         self.state.registry.get(name, version(version_string)).map_err(crate::error::grpc_status)
     }
 
+    /// [`Self::model`] for an Open Inference Protocol call: not found in Triton's words.
+    fn oip_model(
+        &self,
+        name: &str,
+        version_string: &str,
+    ) -> Result<std::sync::Arc<oxserve_core::ModelVersion>, Status> {
+        crate::services::oip::model(&self.state.registry, name, version(version_string))
+            .map_err(Status::from)
+    }
+
     /// Refuses an answer over `max_response_size`.
     fn limit<M: prost::Message>(&self, message: M) -> Result<tonic::Response<M>, Status> {
         let limit = self.state.config.max_response_size;

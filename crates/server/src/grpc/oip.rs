@@ -99,7 +99,7 @@ impl GrpcInferenceService for Oip {
         self.0.admit(&request, KeyKind::Inference)?;
         let r = request.into_inner();
         let registry = &self.0.state.registry;
-        let v = self.0.model(&r.name, &r.version)?;
+        let v = self.0.oip_model(&r.name, &r.version)?;
         let versions = registry
             .versions(&r.name)
             .map_err(grpc_status)?
@@ -240,7 +240,7 @@ impl StreamSlots {
     /// The places for the model `request` names; `None` when it names no model (its answer is
     /// that error).
     fn of(&mut self, context: &Context, request: &ModelInferRequest) -> Option<Arc<Semaphore>> {
-        let v = context.model(&request.model_name, &request.model_version).ok()?;
+        let v = context.oip_model(&request.model_name, &request.model_version).ok()?;
         let key = (v.name().to_owned(), v.version().to_owned());
         let places = v.concurrency_limit().clamp(1, STREAM_IN_FLIGHT);
         Some(Arc::clone(self.0.entry(key).or_insert_with(|| Arc::new(Semaphore::new(places)))))
@@ -292,8 +292,20 @@ async fn infer(
         outputs,
         raw_input_contents,
     } = request;
-    let v = context.model(&model_name, &model_version)?;
+    let v = context.oip_model(&model_name, &model_version)?;
     let raw = !raw_input_contents.is_empty();
+    // Typed contents beside raw ones are refused first, in Triton's words (its clients check them).
+    let typed = |input: &&super::proto::inference::model_infer_request::InferInputTensor| {
+        input.contents.as_ref().is_some_and(|c| *c != InferTensorContents::default())
+    };
+    if let Some(input) = inputs.iter().find(typed).filter(|_| raw) {
+        return Err(bad(format!(
+            "contents field must not be specified when using raw_input_contents for '{}' for \
+             model '{}'",
+            input.name,
+            v.name()
+        )));
+    }
     if raw && raw_input_contents.len() != inputs.len() {
         return Err(bad(format!(
             "raw_input_contents has {} entries but there are {} inputs: give one per input, in order",
@@ -305,12 +317,6 @@ async fn infer(
     for (k, input) in inputs.into_iter().enumerate() {
         let (i, dtype, shape) = slots.check(&input.name, &input.datatype, &input.shape)?;
         let tensor = if raw {
-            if input.contents.as_ref().is_some_and(|c| *c != InferTensorContents::default()) {
-                return Err(bad(format!(
-                    "input `{}` has typed contents although the request uses raw_input_contents",
-                    input.name
-                )));
-            }
             raw_tensor(&input.name, dtype, shape, &raw_input_contents[k])?
         } else {
             typed_tensor(&input.name, dtype, shape, input.contents.unwrap_or_default())?

@@ -66,7 +66,7 @@ pub(super) fn config(
     context: &Context,
     r: &ModelConfigRequest,
 ) -> Result<ModelConfigResponse, Status> {
-    let v = context.model(&r.name, &r.version)?;
+    let v = context.oip_model(&r.name, &r.version)?;
     let c = triton::model_config(&v);
     let config = ModelConfig {
         name: c.name.clone(),

@@ -43,7 +43,8 @@ pub(crate) struct Register {
     pub(crate) sha256: Option<String>,
 }
 
-/// Refuses register and unregister unless the server was started with the model API on.
+/// Refuses register and unregister (and Triton's load and unload) unless the server was started
+/// with the model API on, saying how to turn it on.
 pub(super) fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
     if state.config.enable_model_api {
         return Ok(());
@@ -56,8 +57,17 @@ pub(super) fn model_api_enabled(state: &AppState) -> Result<(), ApiError> {
     ))
 }
 
+/// [`model_api_enabled`] for TorchServe's management API, which answers with TorchServe's exact
+/// body (its clients and tests compare all of it); the hint goes to the log instead.
+fn torchserve_model_api_enabled(state: &AppState) -> Result<(), ApiError> {
+    model_api_enabled(state).map_err(|e| {
+        tracing::info!("{}", e.message);
+        ApiError::method_not_allowed()
+    })
+}
+
 pub(crate) async fn register(state: &AppState, args: Register) -> Result<Answer, ApiError> {
-    model_api_enabled(state)?;
+    torchserve_model_api_enabled(state)?;
     // As TorchServe: no `url` is a bad request; an empty one names no model in the store (404).
     let url = match args.url {
         None => return Err(ApiError::bad_request("parameter url is required")),
@@ -191,7 +201,7 @@ pub(crate) async fn unregister(
     model: &str,
     version: Option<&str>,
 ) -> Result<Answer, ApiError> {
-    model_api_enabled(state)?;
+    torchserve_model_api_enabled(state)?;
     let removed = state.registry.unregister(model, version).await?;
     let message = match version {
         None => format!("Model \"{}\" unregistered", removed.name()),

@@ -4,9 +4,10 @@
 //! against the signature, once, whichever protocol brought them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use oxserve_backend::{DType, Tensor};
-use oxserve_core::{ModelVersion, RequestOptions};
+use oxserve_core::{EngineError, ModelVersion, Registry, RequestOptions};
 
 use crate::error::ApiError;
 
@@ -16,6 +17,33 @@ pub(crate) const EXTENSIONS: &[&str] =
 
 /// The platform name models report: every model oxserve serves runs an ONNX graph.
 pub(crate) const PLATFORM: &str = "onnx_onnxv1";
+
+/// The model version an OIP request names (no version: the default one). Not found is said in
+/// Triton's words ("Request for unknown model", "failed to get model version from specified
+/// version string"), which its clients' examples and tests look for.
+pub(crate) fn model(
+    registry: &Registry,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<ModelVersion>, ApiError> {
+    registry.get(name, version).map_err(|e| {
+        let message = match &e {
+            EngineError::ModelNotFound(_) => {
+                Some(format!("Request for unknown model: '{name}' is not found"))
+            }
+            EngineError::VersionNotFound { version, .. } => Some(format!(
+                "Request for unknown model: failed to get model version from specified version \
+                 string '{version}': '{name}' has no such version"
+            )),
+            _ => None,
+        };
+        let mut api = ApiError::from(e);
+        if let Some(message) = message {
+            api.message = message;
+        }
+        api.v2()
+    })
+}
 
 /// Shortens a request's deadline to `micros` (the OIP `timeout` parameter); never lengthens it.
 pub(crate) fn shorten(options: &mut RequestOptions, micros: u64) {
@@ -35,6 +63,29 @@ pub(crate) fn raw_tensor(
     let data = crate::tensor_bytes::decode(dtype, count, bytes)
         .map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))?;
     Tensor::new(shape, data).map_err(|e| ApiError::bad_request(format!("input `{name}`: {e}")))
+}
+
+/// Refuses a shape whose element count or byte size does not fit a signed 64-bit count (the
+/// protocol's), before anything is allocated for it; the words are Triton's.
+fn check_size(name: &str, dtype: DType, shape: &[usize]) -> Result<(), ApiError> {
+    let limit = u64::try_from(i64::MAX).unwrap_or(u64::MAX);
+    let count = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?))
+        .filter(|&n| n <= limit)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "input `{name}`: shape {shape:?} causes total element count to exceed maximum \
+                 size of {limit}"
+            ))
+        })?;
+    let Some(size) = crate::tensor_bytes::element_size(dtype) else { return Ok(()) };
+    match u64::try_from(size).ok().and_then(|size| count.checked_mul(size)) {
+        Some(bytes) if bytes <= limit => Ok(()),
+        _ => Err(ApiError::bad_request(format!(
+            "byte size overflow for input `{name}`: {count} elements of {size} bytes"
+        ))),
+    }
 }
 
 /// A model's inputs being gathered from a request's named tensors, in signature order. REST and
@@ -75,6 +126,7 @@ impl<'a> Inputs<'a> {
                     ))
                 },
             )?;
+        check_size(name, dtype, &shape)?;
         Ok((i, dtype, shape))
     }
 
@@ -111,9 +163,12 @@ pub(crate) fn requested_outputs<'a, T>(
         if !v.signature().outputs.iter().any(|s| s.name == name) {
             return Err(ApiError::bad_request(format!("unknown output `{name}`")));
         }
-        // Triton refuses a name asked twice rather than guess which options win.
+        // Triton refuses a name asked twice rather than guess which options win (and says so
+        // in these words).
         if names.insert(name, value).is_some() {
-            return Err(ApiError::bad_request(format!("output `{name}` is requested twice")));
+            return Err(ApiError::bad_request(format!(
+                "output '{name}' already exists in request: each output may be asked for once"
+            )));
         }
     }
     Ok(names)

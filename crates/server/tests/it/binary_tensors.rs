@@ -115,7 +115,11 @@ async fn binary_inputs_and_outputs_equal_the_json_path() {
     asked["outputs"] = json!([{"name": output}, {"name": output}]);
     let a = infer(&s, serde_json::to_vec(&asked).unwrap(), None).await;
     assert_eq!(a.status, 400);
-    assert!(a.json()["error"].as_str().unwrap().contains("requested twice"), "{:?}", a.json());
+    assert!(
+        a.json()["error"].as_str().unwrap().contains("already exists in request"),
+        "{:?}",
+        a.json()
+    );
     s.stop().await;
 }
 

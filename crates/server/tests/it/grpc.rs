@@ -499,7 +499,8 @@ async fn the_model_api_switch_holds_over_grpc() {
         RegisterModelRequest { url: "tiny".into(), model_name: "t".into(), ..Default::default() };
     let err = c.register_model(register).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains("enable-model-api"), "{err:?}");
+    // TorchServe's words, as on HTTP (the log says how to turn the model API on).
+    assert!(err.message().contains("Requested method is not allowed"), "{err:?}");
     let unregister =
         UnregisterModelRequest { model_name: "tiny".into(), model_version: String::new() };
     assert_eq!(c.unregister_model(unregister).await.unwrap_err().code(), Code::FailedPrecondition);

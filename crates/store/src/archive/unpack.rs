@@ -202,6 +202,9 @@ struct Found {
 
 /// Reads `dir/MAR-INF/MANIFEST.json`, or synthesizes a manifest naming the single `.onnx` file
 /// at the root of `dir`.
+/// The model settings file a folder without a manifest may hold beside its `.onnx` file.
+const MODEL_CONFIG: &str = "model-config.yaml";
+
 fn read_or_synthesize(dir: &Path, source: &Path, stem: &str) -> Result<Found, ArchiveError> {
     let manifest_path = dir.join(MANIFEST_PATH);
     if manifest_path.is_file() {
@@ -232,7 +235,12 @@ fn read_or_synthesize(dir: &Path, source: &Path, stem: &str) -> Result<Found, Ar
     candidates.sort();
     match <[String; 1]>::try_from(candidates) {
         Ok([file]) => {
-            let manifest = Manifest::synthesized(stem, file);
+            let mut manifest = Manifest::synthesized(stem, file);
+            // The settings file torch-model-archiver's `--config-file` would have named, where a
+            // folder has one beside its model.
+            if dir.join(MODEL_CONFIG).is_file() {
+                manifest.model.config_file = Some(MODEL_CONFIG.to_owned());
+            }
             manifest.validate().map_err(|reason| ArchiveError::InvalidManifest {
                 path: source.to_path_buf(),
                 reason,
@@ -346,6 +354,10 @@ mod tests {
         assert_eq!(model.dir, fs::canonicalize(&dir)?);
         assert_eq!(model.manifest, Manifest::synthesized("resnet-18", "net.onnx"));
         assert!(model.file("index_to_name.json").is_some());
+        assert_eq!(model.config_file(), None);
+        fs::write(dir.join("model-config.yaml"), b"batchSize: 8\n")?;
+        let model = unpack(&dir, &limits(tmp.path()))?;
+        assert_eq!(model.config_file(), Some(model.dir.join("model-config.yaml")));
         Ok(())
     }
 

@@ -1,12 +1,14 @@
-//! JSON ⇄ tensor conversions shared by the raw-tensor handler and the Open Inference Protocol.
+//! JSON ⇄ tensor conversions: the built-in tensor handler's nested lists and the Open Inference
+//! Protocol's flat `data`. They live with the tensor types because both the handlers and the server
+//! speak them, and neither should depend on the other (nor on the serving core) for it.
 //!
 //! Parsing checks that nested lists are rectangular and that every element fits the model's dtype
 //! (integers in range, booleans as booleans, `BYTES` as strings). Writing goes straight from the flat
 //! buffer to the output through [`NestedJson`] / [`FlatJson`], without building a JSON tree, and
 //! writes each float in its own precision (an `f32` prints as `0.1`, not `0.10000000149011612`).
 
+use crate::{DType, Tensor, TensorData, element_count};
 use half::f16;
-use oxserve_backend::{DType, Tensor, TensorData, element_count};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::Value;
 
