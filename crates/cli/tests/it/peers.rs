@@ -1,5 +1,5 @@
-//! The peers' own test suites against the real binary: TorchServe 0.12's management and HTTPS
-//! Postman collections, run by newman (`tests/interop/torchserve_postman.py` sets the server up as
+//! The peers' own test suites against the real binary: TorchServe 0.12's management, inference and
+//! HTTPS Postman collections, run by newman (`tests/interop/torchserve_postman.py` sets the server up as
 //! TorchServe's runner does and lists the rows that assert oxserve's documented differences), and
 //! NVIDIA's Triton client examples and `L0_http` tests (`tests/interop/triton_upstream.py`, with
 //! the ONNX stand-ins of the models they call), and TorchServe's token-authorization and
@@ -8,9 +8,15 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// TorchServe's inference collection and its pytest suites use TorchServe's fixed ports (8082;
+/// 8080–8082 and 7070–7071): one at a time.
+static FIXED_PORTS: Mutex<()> = Mutex::new(());
 
 #[test]
 fn torchserve_s_postman_collections_pass() {
+    let _ports = FIXED_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let newman = repo.join(".tools/newman/node_modules/.bin/newman");
     assert!(newman.exists(), "no newman: run bash scripts/install-newman.sh");
@@ -25,6 +31,7 @@ fn torchserve_s_postman_collections_pass() {
     assert!(out.status.success(), "TorchServe's collections failed\n{stdout}\n{stderr}");
     // Both collections ran whole: every management data row, and the HTTPS collection's last request.
     assert!(stdout.contains("Iteration 82/82"), "{stdout}");
+    assert!(stdout.contains("Iteration 22/22"), "{stdout}");
     assert!(stdout.contains("HTTPS UnRegister Model SqueezeNet"), "{stdout}");
     assert!(stdout.contains("collections pass"), "{stdout}");
 }
@@ -51,6 +58,7 @@ fn triton_s_client_examples_and_http_tests_pass() {
 
 #[test]
 fn torchserve_s_pytest_suites_pass_through_its_own_launcher() {
+    let _ports = FIXED_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let python = repo.join(".venv-torchserve-tests/bin/python");
     assert!(python.exists(), "no pytest venv: run bash scripts/install-torchserve-tests.sh");
