@@ -188,13 +188,7 @@ async fn https_listeners_serve_with_the_configured_certificate() {
 }
 
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    crate::common::rss_kib().unwrap_or(0)
 }
 
 /// Ten times the queue size of clients, each sending a 4 MB body to a slow model: requests beyond
@@ -203,6 +197,7 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_times_the_queue_of_clients_keeps_memory_bounded() {
     const QUEUE: usize = 10;
+    let _measured = crate::common::MEMORY_MEASURED.lock().await;
     let options = Options {
         engine: oxserve_core::config::EngineConfig { job_queue_size: QUEUE, ..Default::default() },
         models: vec![crate::common::model("slow", "slow.onnx")],

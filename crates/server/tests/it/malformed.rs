@@ -161,12 +161,6 @@ fn broken_management(rng: &mut Rng) -> (Method, String) {
     }
 }
 
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 async fn send_all(server: &TestServer, base: &str, cases: Vec<Case>) -> BTreeMap<u16, usize> {
     let limit = Arc::new(Semaphore::new(16));
     let mut tasks = Vec::new();
@@ -202,9 +196,10 @@ async fn send_all(server: &TestServer, base: &str, cases: Vec<Case>) -> BTreeMap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_malformed_requests_per_family_get_4xx_and_the_server_carries_on() {
+    let _measured = crate::common::MEMORY_MEASURED.lock().await;
     let server = TestServer::default().await;
     let mut rng = Rng(0x005E_ED0F_0A5E);
-    let rss_before = rss_kib();
+    let rss_before = crate::common::rss_kib();
 
     let v2: Vec<Case> = (0..CASES)
         .map(|_| {
@@ -255,7 +250,7 @@ async fn a_thousand_malformed_requests_per_family_get_4xx_and_the_server_carries
     let (status, list) = server.get(format!("{}/models", server.management)).await;
     assert_eq!(status, 200);
     assert_eq!(list["models"].as_array().unwrap().len(), 2, "{list}");
-    if let (Some(before), Some(after)) = (rss_before, rss_kib()) {
+    if let (Some(before), Some(after)) = (rss_before, crate::common::rss_kib()) {
         eprintln!("RSS {before} KiB -> {after} KiB");
         assert!(after.saturating_sub(before) < 50 * 1024, "RSS grew from {before} to {after} KiB");
     }

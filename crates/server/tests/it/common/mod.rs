@@ -316,3 +316,15 @@ pub fn get(m: &HashMap<String, f64>, key: &str) -> f64 {
         panic!("{key} not in /metrics: {keys:#?}")
     })
 }
+
+/// Taken by the tests that bound the growth of this process's resident memory, so that they do not
+/// count each other's allocations: every test of this binary runs in one process.
+#[allow(clippy::disallowed_types)] // held across `.await` for the whole measured test
+pub static MEMORY_MEASURED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// This process's resident set in KiB (`VmRSS`), where /proc has it.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
