@@ -71,7 +71,7 @@ pub fn tensor_from_shaped(
     shape: Vec<usize>,
 ) -> Result<Tensor, String> {
     let mut items = Vec::new();
-    flatten_any(value, &mut items);
+    flatten_any(value, &mut items, 0)?;
     let expected = element_count(&shape).ok_or("shape is too large")?;
     if items.len() != expected {
         return Err(format!(
@@ -83,10 +83,20 @@ pub fn tensor_from_shaped(
     Tensor::new(shape, data).map_err(|e| e.to_string())
 }
 
-fn flatten_any<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+/// How deeply OIP `data` may nest: Triton's limit, which its tests check by name. A tensor nests
+/// once per dimension; deeper lists are refused while they are walked.
+pub const MAX_DEPTH: usize = 100;
+
+fn flatten_any<'a>(value: &'a Value, out: &mut Vec<&'a Value>, depth: usize) -> Result<(), String> {
     match value {
-        Value::Array(items) => items.iter().for_each(|v| flatten_any(v, out)),
-        leaf => out.push(leaf),
+        Value::Array(_) if depth == MAX_DEPTH => {
+            Err(format!("JSON nesting depth exceeds maximum allowed limit ({MAX_DEPTH})"))
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| flatten_any(v, out, depth + 1)),
+        leaf => {
+            out.push(leaf);
+            Ok(())
+        }
     }
 }
 
@@ -281,6 +291,17 @@ mod tests {
         let nested = tensor_from_shaped(&json!([[1, 2], [3, 4]]), DType::I32, vec![2, 2]).unwrap();
         assert_eq!(flat, nested);
         assert!(tensor_from_shaped(&json!([1, 2, 3]), DType::I32, vec![2, 2]).is_err());
+    }
+
+    #[test]
+    fn data_nested_past_the_limit_is_refused() {
+        let nested = |depth: usize| {
+            let text = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            serde_json::from_str::<Value>(&text).unwrap()
+        };
+        assert!(tensor_from_shaped(&nested(MAX_DEPTH), DType::I64, vec![1]).is_ok());
+        let e = tensor_from_shaped(&nested(MAX_DEPTH + 1), DType::I64, vec![1]).unwrap_err();
+        assert!(e.contains("exceeds maximum allowed limit (100)"), "{e}");
     }
 
     #[test]

@@ -343,10 +343,12 @@ async fn run_infer(
     let (request, binary): (InferRequest, _) = if raw {
         raw_request(&v, binary)?
     } else {
-        crate::body::check_json_depth(&json_part)?;
-        let request = serde_json::from_slice(&json_part)
-            .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
-        (request, binary)
+        let request = serde_json::from_slice(&json_part);
+        (
+            request
+                .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?,
+            binary,
+        )
     };
     let inputs = tensors(&v, request.inputs, &binary)?;
     let all_binary = raw || flag(request.parameters.as_ref(), "binary_data_output")?;
