@@ -16,58 +16,42 @@ usage: torchserve_postman.py OXSERVE_BINARY NEWMAN_BINARY
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from oxserve_server import Server
+from peer_suites import ROOT, Server, build_stand_ins, settle
 
-ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = ROOT / "tests" / "torchserve-upstream" / "postman"
-VISION = ROOT / "tests" / "fixtures" / "handlers" / "vision"
-CLASSIFIER = VISION / "classifier"
-
-# The archives the collections name (environment.json's mar_path_* values), as stand-ins of the
-# same kind: the fixture image classifier, object detector and segmenter (ONNX, built-in handlers).
-STAND_INS = {
-    **{name: "classifier" for name in ["squeezenet1_1", "mnist", "densenet161", "resnet-152-batch",
-                                      "resnet-18", "alexnet", "vgg16"]},
-    "fastrcnn": "detector",
-    "maskrcnn": "detector",
-    "fcn_resnet_101": "segmenter",
-    "deeplabv3_resnet_101_eager": "segmenter",
-}
-HANDLERS = {"classifier": "image_classifier", "detector": "object_detector",
-            "segmenter": "image_segmenter"}
+CLASSIFIER = ROOT / "tests" / "fixtures" / "handlers" / "vision" / "classifier"
 # The metrics request of the inference collection says http://localhost:8082 itself.
 METRICS_PORT = 8082
 
-# (suite, data row) -> why the row fails on oxserve by design.
+# The management collection: data row -> why the row fails on oxserve by design.
 CHECKED_AT_REGISTER = (
     "oxserve checks the handler and startup_timeout when a model is registered and refuses a "
     "register that cannot work (400, with the reason); TorchServe accepts it when no worker is "
     "asked for (200) and fails when one starts (500)"
 )
 NOT_REGISTERED = "knock-on: the model of the row before was refused at register (see there), so 404"
-DIFFERENCES = {
-    ("management", 4): "registers from https://torchserve.pytorch.org without allowed_urls: oxserve "
+MANAGEMENT = {
+    4: "registers from https://torchserve.pytorch.org without allowed_urls: oxserve "
     "refuses URLs unless the operator allows them (400), TorchServe fails on the existing file (500)",
-    ("management", 8): CHECKED_AT_REGISTER + " (handler=invalidHandler)",
-    ("management", 9): NOT_REGISTERED,
-    ("management", 10): CHECKED_AT_REGISTER + " (handler=invalidHandler)",
-    ("management", 11): NOT_REGISTERED + " where TorchServe's scale-up fails with 500",
-    ("management", 12): NOT_REGISTERED,
-    ("management", 29): "handler=serve/ts/torch_handler/image_classifier.py:handle names a Python "
+    8: CHECKED_AT_REGISTER + " (handler=invalidHandler)",
+    9: NOT_REGISTERED,
+    10: CHECKED_AT_REGISTER + " (handler=invalidHandler)",
+    11: NOT_REGISTERED + " where TorchServe's scale-up fails with 500",
+    12: NOT_REGISTERED,
+    29: "handler=serve/ts/torch_handler/image_classifier.py:handle names a Python "
     "handler, and this run has no Python worker runtime: oxserve refuses the register saying so (400); "
     "TorchServe accepts it without workers (200)",
-    ("management", 30): NOT_REGISTERED,
-    ("management", 31): CHECKED_AT_REGISTER + " (startup_timeout=0 with 3 workers: 400, not 500)",
-    ("management", 32): CHECKED_AT_REGISTER + " (startup_timeout=0)",
-    ("management", 33): NOT_REGISTERED,
-    ("management", 69): "min_worker=-1: a clear 400 where TorchServe fails with 500",
+    30: NOT_REGISTERED,
+    31: CHECKED_AT_REGISTER + " (startup_timeout=0 with 3 workers: 400, not 500)",
+    32: CHECKED_AT_REGISTER + " (startup_timeout=0)",
+    33: NOT_REGISTERED,
+    69: "min_worker=-1: a clear 400 where TorchServe fails with 500",
 }
 
 # The inference collection's rows. Those that register from torchserve.pytorch.org (or its S3
@@ -80,30 +64,23 @@ PROBABILITIES = ("the row checks the top-5 probabilities of a PyTorch model's do
                  "its ONNX stand-in answers 200 with its own labels")
 URL_ROWS = [2, 5, 7, 9, 10, 11, 15, 17, 19, 20, 21, 22]
 PROBABILITY_ROWS = [1, 3, 4, 6, 8, 18]
-DIFFERENCES.update({("inference", row): FROM_URL for row in URL_ROWS})
-DIFFERENCES.update({("inference", row): PROBABILITIES for row in PROBABILITY_ROWS})
-# For these rows, the only failures allowed (message prefixes): anything else fails the run.
+# Each collection: data row -> why the row fails on oxserve by design.
+DIFFERENCES = {
+    "management": MANAGEMENT,
+    "https": {},
+    "inference": {**{row: FROM_URL for row in URL_ROWS},
+                  **{row: PROBABILITIES for row in PROBABILITY_ROWS}},
+}
+# Inference rows: the only failures allowed (message prefixes); anything else fails the run.
 ONLY = {
-    **{("inference", row): ["Model Zoo - Register Model: expected 400 ",
-                            "Model Zoo - Inference Model: expected 404 ",
-                            "Model Zoo - Inference Model: expected false to be true",
-                            "Model Zoo - Inference Model: expected response body to equal",
-                            "Model Zoo - Unregister model: expected 404 "] for row in URL_ROWS},
-    **{("inference", row): ["Model Zoo - Inference Model: expected false to be true"]
+    **{row: ["Model Zoo - Register Model: expected 400 ",
+             "Model Zoo - Inference Model: expected 404 ",
+             "Model Zoo - Inference Model: expected false to be true",
+             "Model Zoo - Inference Model: expected response body to equal",
+             "Model Zoo - Unregister model: expected 404 "] for row in URL_ROWS},
+    **{row: ["Model Zoo - Inference Model: expected false to be true"]
        for row in PROBABILITY_ROWS},
 }
-
-
-def build_store(oxserve, store):
-    store.mkdir(parents=True)
-    for name, kind in STAND_INS.items():
-        fixture = VISION / kind
-        config = ["--config-file", fixture / "model-config.yaml"] if kind == "classifier" else []
-        subprocess.run(
-            [oxserve, "archive", "--model-name", name, "--serialized-file", fixture / "model.onnx",
-             "--handler", HANDLERS[kind], "--extra-files", fixture / "index_to_name.json", *config,
-             "--export-path", store],
-            check=True, stdout=subprocess.DEVNULL)
 
 
 def example_files(work):
@@ -152,32 +129,13 @@ def newman(binary, work, collection, env_vars, data=None, insecure=False):
     return failures
 
 
-def settle(suite, failures):
-    """Problems: rows failing not for a listed reason, and listed rows that passed."""
-    problems = []
-    for row, messages in sorted(failures.items()):
-        reason = DIFFERENCES.get((suite, row))
-        allowed = ONLY.get((suite, row))
-        unexpected = [m for m in messages if allowed and not any(m.startswith(a) for a in allowed)]
-        if unexpected:
-            problems.append(f"{suite} row {row} fails otherwise than listed: " + "; ".join(unexpected))
-        elif reason:
-            print(f"{suite} row {row}: fails as expected ({reason})")
-        else:
-            problems.append(f"{suite} row {row}: " + "; ".join(messages))
-    for (listed_suite, row), reason in DIFFERENCES.items():
-        if listed_suite == suite and row not in failures:
-            problems.append(f"{suite} row {row} passes but is listed as a difference: {reason}")
-    return problems
-
-
 def main():
     oxserve, newman_binary = sys.argv[1], sys.argv[2]
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         store = work / "model_store"
-        build_store(oxserve, store)
+        build_stand_ins(oxserve, store)
         (work / "test").mkdir()
         # The collections upload ../examples/... (from their working dir, work/test).
         example_files(work)
@@ -194,7 +152,7 @@ def main():
                               data="management_data.json")
         finally:
             server.stop()
-        problems += settle("management", failures)
+        problems += settle("management row", failures, DIFFERENCES["management"])
 
         inference = plain.replace("metrics_address=http://127.0.0.1:0",
                                   f"metrics_address=http://127.0.0.1:{METRICS_PORT}")
@@ -206,7 +164,7 @@ def main():
                               data="inference_data.json")
         finally:
             server.stop()
-        problems += settle("inference", failures)
+        problems += settle("inference row", failures, DIFFERENCES["inference"], ONLY)
 
         tls = ROOT / "tests" / "fixtures" / "tls"
         https = ("inference_address=https://127.0.0.1:0\nmanagement_address=https://127.0.0.1:0\n"
@@ -222,7 +180,7 @@ def main():
                               insecure=True)
         finally:
             server.stop()
-        problems += settle("https", failures)
+        problems += settle("https row", failures, DIFFERENCES["https"])
     if problems:
         print("\n".join(["FAILED:"] + problems))
         sys.exit(1)

@@ -28,7 +28,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from peer_suites import ROOT, settle
+
 UPSTREAM = ROOT / "tests" / "torchserve-upstream"
 SUITES = ["test_model_control_mode.py", "test_token_authorization.py"]
 PORTS = [8080, 8081, 8082, 7070, 7071]
@@ -114,20 +115,7 @@ def main():
             subprocess.run(["torchserve", "--stop", "--foreground"], env=env, check=False,
                            stdout=subprocess.DEVNULL)
         results = outcomes(report)
-    problems = []
-    for name, failures in sorted(results.items()):
-        reason = DIFFERENCES.get(name)
-        if reason and failures:
-            print(f"{name}: fails as expected ({reason})")
-        elif reason:
-            problems.append(f"{name} passes but is listed as a difference: {reason}")
-        elif failures:
-            problems.append(f"{name}: " + "; ".join(failures))
-        else:
-            print(f"{name}: ok")
-    for name in DIFFERENCES:
-        if name not in results:
-            problems.append(f"{name} is listed but did not run")
+    problems = settle("pytest", results, DIFFERENCES)
     if problems:
         print("\n".join(["FAILED:"] + problems))
         sys.exit(1)

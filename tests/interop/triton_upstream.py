@@ -23,9 +23,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from oxserve_server import Server
+from peer_suites import ROOT, Server, settle
 
-ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = ROOT / "tests" / "triton-upstream"
 MODELS = ROOT / "tests" / "fixtures" / "triton"
 
@@ -47,7 +46,7 @@ EXAMPLES = [
     "simple_grpc_keepalive_client",
 ]
 
-# Examples not run: reuse_infer_objects_client, simple_*_shm_client and *_cudashm_client use
+# Examples not run: reuse_infer_objects_client (not vendored), simple_*_shm_client and *_cudashm_client use
 # Triton's system and CUDA shared-memory extensions, which oxserve does not offer (it does not list
 # them in GET /v2's extensions); the sequence clients need Triton's stateful sequence batcher;
 # image_client and the model-control examples need models (densenet_onnx, Triton's full QA
@@ -81,7 +80,8 @@ def config(store):
 
 
 def run_examples(server, python):
-    problems = []
+    """Problems: examples that exit non-zero, report an error, or leave out their PASS line."""
+    failures = {}
     for name in EXAMPLES:
         script = UPSTREAM / "examples" / f"{name}.py"
         api = "grpc_inference" if "grpc" in name else "inference"
@@ -90,14 +90,14 @@ def run_examples(server, python):
         out = done.stdout + done.stderr
         wants_pass = "PASS" in script.read_text()
         if done.returncode != 0:
-            problems.append(f"{name}: exit {done.returncode}\n{out}")
+            failures[name] = [f"exit {done.returncode}\n{out}"]
         elif re.search(r"\berror\b|FAILED|failed", done.stdout):
-            problems.append(f"{name}: reports a failure\n{out}")
+            failures[name] = [f"reports a failure\n{out}"]
         elif wants_pass and "PASS" not in done.stdout:
-            problems.append(f"{name}: no PASS line\n{out}")
+            failures[name] = [f"no PASS line\n{out}"]
         else:
-            print(f"example {name}: ok")
-    return problems
+            failures[name] = []
+    return settle("example", failures, {})
 
 
 def run_http_test(server, work):
@@ -111,7 +111,7 @@ def run_http_test(server, work):
     sys.path.insert(0, str(folder))
     import http_test  # noqa: E402  (the adapted copy)
 
-    problems = []
+    failures = {}
     for test in unittest.defaultTestLoader.loadTestsFromTestCase(http_test.HttpTest):
         name = test.id().rsplit(".", 1)[1]
         if name in SKIPPED:
@@ -119,17 +119,8 @@ def run_http_test(server, work):
             continue
         result = unittest.TestResult()
         test.run(result)
-        failures = [text for _, text in result.failures + result.errors]
-        reason = DIFFERENCES.get(name)
-        if reason and failures:
-            print(f"L0_http {name}: fails as expected ({reason})")
-        elif reason:
-            problems.append(f"L0_http {name} passes but is listed as a difference: {reason}")
-        elif failures:
-            problems.append(f"L0_http {name}:\n" + "\n".join(failures))
-        else:
-            print(f"L0_http {name}: ok")
-    return problems
+        failures[name] = [text for _, text in result.failures + result.errors]
+    return settle("L0_http", failures, DIFFERENCES)
 
 
 def main():
