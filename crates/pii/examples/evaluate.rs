@@ -2,9 +2,11 @@
 //!
 //!     cargo run --release -p oxserve-pii --example evaluate -- crates/pii/eval/heldout-calls.jsonl
 //!
-//! Prints the per-type table (see `oxserve_pii::eval`), then the speed: every turn of the file
+//! The file is labelled calls one per line (`scripts/pii/generate_calls.py`) or presidio-research's
+//! `synth_dataset_v2.json` (crates/pii/eval/presidio-research/). Prints the per-type table (see `oxserve_pii::eval`), then the speed: every turn of the file
 //! detected as its calls, on one thread, repeated for at least two seconds, and one 100 KB document. With
-//! `PII_EVAL_ERRORS=NAME` (a type, or `NEGATIVE`) it first lists that type's misses and false alarms.
+//! `PII_EVAL_ERRORS=NAME` (a type, or `NEGATIVE`) it first lists that type's misses and false alarms;
+//! with `PII_RULES_ONLY=1` it scores the rules without the learned tagger.
 
 use std::time::{Duration, Instant};
 
@@ -14,13 +16,14 @@ use oxserve_pii::eval::{Call, Scores};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: evaluate CALLS.jsonl")?;
     let text = std::fs::read_to_string(&path)?;
-    let calls: Vec<Call> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let calls = Call::read_any(&text)?;
     let started = Instant::now();
-    let detector = Detector::new();
+    // PII_RULES_ONLY=1 leaves the learned tagger out, to measure what it adds.
+    let detector = if std::env::var_os("PII_RULES_ONLY").is_some() {
+        Detector::rules_only()
+    } else {
+        Detector::new()
+    };
     println!("detector built in {:.1?}", started.elapsed());
     let mut scores = Scores::default();
     for call in &calls {

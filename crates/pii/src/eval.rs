@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::{Detector, EntityType};
 
+pub mod presidio_research;
+
 /// One labelled call, as `scripts/pii/generate_calls.py` writes them (one per line).
 #[derive(Debug, Deserialize)]
 pub struct Call {
@@ -26,6 +28,9 @@ pub struct LabelledTurn {
     pub entities: Vec<Span>,
     #[serde(default)]
     pub negatives: Vec<Negative>,
+    /// Spans (code points) where a prediction counts neither as found nor as a false alarm.
+    #[serde(default)]
+    pub unscored: Vec<(usize, usize)>,
 }
 
 /// A labelled span (code points, end exclusive).
@@ -82,6 +87,15 @@ impl Call {
     /// Reads calls written one per line by `scripts/pii/generate_calls.py`.
     pub fn read_lines(text: &str) -> Result<Vec<Self>, serde_json::Error> {
         text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect()
+    }
+
+    /// Reads labelled calls: presidio-research's dataset (a JSON list) or calls one per line.
+    pub fn read_any(text: &str) -> Result<Vec<Self>, serde_json::Error> {
+        if text.trim_start().starts_with('[') {
+            presidio_research::read(text)
+        } else {
+            Self::read_lines(text)
+        }
     }
 }
 
@@ -144,6 +158,10 @@ impl Scores {
                     .count();
             }
             for (kind, span) in &predicted {
+                let gold = turn.entities.iter().any(|g| overlaps((g.begin, g.end), *span));
+                if !gold && turn.unscored.iter().any(|u| overlaps(*u, *span)) {
+                    continue;
+                }
                 let counts = self.by_type.entry(*kind).or_default();
                 counts.predicted += 1;
                 if turn

@@ -18,6 +18,7 @@ mod names;
 mod numbers;
 mod patterns;
 pub mod redact;
+pub mod tagger;
 mod text;
 mod validate;
 
@@ -48,6 +49,7 @@ pub struct Detector {
     patterns: patterns::Patterns,
     addresses: address::Addresses,
     names: names::Names,
+    tagger: Option<tagger::Tagger>,
 }
 
 impl Default for Detector {
@@ -57,13 +59,20 @@ impl Default for Detector {
 }
 
 impl Detector {
-    /// Compiles the patterns and loads the name lists (a few milliseconds).
+    /// Compiles the patterns, loads the name lists and opens the learned tagger (a few
+    /// milliseconds).
     pub fn new() -> Self {
+        Self { tagger: Some(tagger::Tagger::new()), ..Self::rules_only() }
+    }
+
+    /// The rules without the learned tagger: what the tagger adds is measured against this.
+    pub fn rules_only() -> Self {
         Self {
             cues: CueFinder::new(),
             patterns: patterns::Patterns::new(),
             addresses: address::Addresses::new(),
             names: names::Names::new(),
+            tagger: None,
         }
     }
 
@@ -113,6 +122,15 @@ impl Detector {
             self.patterns.find(text, context, &mut candidates);
             self.addresses.find(text, &mut candidates);
             self.names.find(text, &words, context, &mut candidates);
+            if let Some(tagger) = &self.tagger {
+                let mut learned = Vec::new();
+                tagger.find(&self.names, text, &mut learned);
+                learned.retain(|c| {
+                    c.kind != EntityType::Name || !self.names.rejects(text, &words, c.start, c.end)
+                });
+                let alone = tagger::widen(&mut candidates, learned);
+                candidates.extend(alone);
+            }
             let kept = settle(candidates);
             for c in kept.iter().filter(|c| c.kind == EntityType::Name && c.score >= REMEMBER_SCORE)
             {

@@ -61,6 +61,29 @@ impl Names {
         }
     }
 
+    /// Whether what the rules know rules out a name another recogniser proposes at
+    /// `start..end`: it is one word that is also an everyday word (which needs support the
+    /// proposer does not give), it holds an organisation or street word, or it is the start of
+    /// an organisation's name ("Rivers Books", "calling Summit Broadband").
+    pub fn rejects(&self, text: &str, words: &[Word], start: usize, end: usize) -> bool {
+        let inside: Vec<usize> =
+            (0..words.len()).filter(|&i| words[i].start >= start && words[i].end <= end).collect();
+        let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else { return false };
+        let single = inside.len() == 1 && {
+            let word = lower(words[first].text(text));
+            AMBIGUOUS.contains(&word.as_str()) || SENTENCE_STARTERS.contains(&word.as_str())
+        };
+        single
+            || inside.iter().any(|&i| is_organisation_or_street(words[i].text(text)))
+            || organisation_follows(text, words, last + 1)
+            || names_a_business(text, words, first)
+    }
+
+    /// Percent of people with `lower` (lower-cased) as a first name and as a surname.
+    pub fn census(&self, lower: &str) -> (f32, f32) {
+        self.known.get(lower).map_or((0.0, 0.0), |k| (k.first, k.last))
+    }
+
     fn known(&self, word: &str) -> Known {
         self.known.get(&lower(word)).copied().unwrap_or_default()
     }

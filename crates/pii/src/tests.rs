@@ -205,3 +205,37 @@ fn names_remembered_and_look_alikes_left() {
         [(EntityType::Name, "Grace".to_owned()), (EntityType::DateTime, "May".to_owned())]
     );
 }
+
+#[test]
+fn the_learned_tagger_finds_names_and_addresses_the_rules_miss() {
+    let found = |detector: &Detector, text: &str| -> Vec<(EntityType, String)> {
+        detector
+            .detect(text)
+            .iter()
+            .map(|e| {
+                (
+                    e.kind,
+                    text.chars().skip(e.begin_offset).take(e.end_offset - e.begin_offset).collect(),
+                )
+            })
+            .collect()
+    };
+    let text = "Eszter Várkonyi will be picking it up from 18 Kalevankatu 44, Turku.";
+    let rules = found(&Detector::rules_only(), text);
+    let learned = found(&Detector::new(), text);
+    assert_eq!(rules, [(EntityType::Name, "Turku".to_owned())]);
+    assert!(!learned.contains(&(EntityType::Name, "Turku".to_owned())), "{learned:?}");
+    assert!(learned.contains(&(EntityType::Name, "Eszter Várkonyi".to_owned())), "{learned:?}");
+    assert!(
+        learned.iter().any(|(k, s)| *k == EntityType::Address && s.contains("Kalevankatu 44")),
+        "{learned:?}"
+    );
+    // What it must leave: greetings, amounts and businesses named after people.
+    let text =
+        "Absolutely. How can I help? You were charged $82.50 by Mendoza Plumbing on Tuesday.";
+    let learned = found(&Detector::new(), text);
+    assert!(
+        !learned.iter().any(|(k, _)| matches!(k, EntityType::Name | EntityType::Address)),
+        "{learned:?}"
+    );
+}

@@ -29,6 +29,7 @@ pub(super) const AMBIGUOUS: &[&str] = &[
 pub(super) const SENTENCE_STARTERS: &[&str] = &[
     "will", "may", "can", "sure", "ok", "okay", "well", "so", "just", "still", "then", "soon", "last", "next",
     "long", "young", "early", "love", "hope", "mark", "bill", "chase", "grant", "rich", "frank",
+    "yeah", "yep", "hello", "hey", "absolutely", "alright", "sorry", "please", "awesome", "wonderful",
 ];
 
 /// Words that end a run of capitalised words that is an organisation, not a person.
