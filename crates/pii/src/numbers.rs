@@ -37,6 +37,8 @@ const SPOKEN: &[(&str, u8)] = &[
 
 enum Atom {
     Digits(usize),
+    /// Digits with an extension after them: the digits' length; the run ends after it.
+    Extension(usize),
     Word(u8),
     Repeat(usize),
 }
@@ -47,8 +49,23 @@ fn atom(text: &str, at: usize) -> Option<(Atom, usize)> {
     if bytes[at].is_ascii_digit() {
         let end = at + bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
         let attached = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphabetic() || *b >= 0x80);
-        if attached(at.checked_sub(1).and_then(|i| bytes.get(i))) || attached(bytes.get(end)) {
+        // A phone's extension ("3560x4587") belongs to the run, its digits do not.
+        let extension = bytes.get(end) == Some(&b'x')
+            && bytes.get(end + 1).is_some_and(u8::is_ascii_digit)
+            && !bytes.get(end + 1..).is_some_and(|rest| {
+                rest.iter()
+                    .skip_while(|b| b.is_ascii_digit())
+                    .next()
+                    .is_some_and(u8::is_ascii_alphabetic)
+            });
+        if attached(at.checked_sub(1).and_then(|i| bytes.get(i)))
+            || (attached(bytes.get(end)) && !extension)
+        {
             return None;
+        }
+        if extension {
+            let tail = end + 1 + bytes[end + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            return Some((Atom::Extension(end - at), tail));
         }
         return Some((Atom::Digits(end - at), end));
     }
@@ -121,6 +138,12 @@ fn run_at(text: &str, start: usize) -> Option<DigitRun> {
                 run.digits.extend(std::iter::repeat_n(&bytes[at..end], repeat).flatten());
                 run.groups.push(len);
                 repeat = 1;
+            }
+            Atom::Extension(len) => {
+                run.digits.extend(&bytes[at..at + len]);
+                run.groups.push(len);
+                run.end = end;
+                break;
             }
             Atom::Word(digit) => {
                 // "oh" is a digit only inside a number ("five oh three"), never "Oh, I see".
@@ -249,9 +272,7 @@ pub(crate) fn classify(run: &DigitRun, cue: Option<Cue>) -> Option<(EntityType, 
                 Some((EntityType::BankRouting, if validate::aba_routing(d) { 0.97 } else { 0.8 }))
             }
             Cue::Pin if (4..=6).contains(&n) => Some((EntityType::Pin, 0.9)),
-            Cue::Phone if n == 4 || n == 7 || (10..=15).contains(&n) => {
-                Some((EntityType::Phone, 0.92))
-            }
+            Cue::Phone if n == 4 || (7..=15).contains(&n) => Some((EntityType::Phone, 0.92)),
             Cue::Zip | Cue::Address if n == 5 || n == 9 => Some((EntityType::Address, 0.85)),
             Cue::Age
                 if (1..=3).contains(&n)
@@ -307,6 +328,17 @@ fn by_format(run: &DigitRun) -> Option<(EntityType, f32)> {
     }
     if n == 7 && written_as(run, &[3, 4]) {
         return Some((EntityType::Phone, 0.6));
+    }
+    // National formats elsewhere: "0494 92 82 32", "03.93.92.16.85", "60-56-85-91", "21 253 109
+    // 8211" (but not a date written 2003-08-28).
+    let grouped = !run.spoken && run.groups.iter().all(|g| (2..=4).contains(g));
+    let date = matches!(run.groups[..], [4, 2, 2] | [2, 2, 4]);
+    if grouped
+        && !date
+        && (8..=12).contains(&n)
+        && (run.groups.len() >= 3 || (d[0] == b'0' && run.groups.len() >= 2))
+    {
+        return Some((EntityType::Phone, 0.7));
     }
     None
 }
@@ -366,5 +398,17 @@ mod tests {
         assert_eq!(class("555-123-4567", Some(Cue::NotPii)), None);
         assert_eq!(class("021000021", Some(Cue::Routing)), Some(EntityType::BankRouting));
         assert_eq!(class("555-456-7890", Some(Cue::Ssn)), Some(EntityType::Phone));
+        // Other countries' national formats, and extensions; a date is none of them.
+        for phone in ["0494 92 82 32", "03.93.92.16.85", "60-56-85-91", "21 253 109 8211"] {
+            assert_eq!(class(phone, None), Some(EntityType::Phone), "{phone}");
+        }
+        assert_eq!(class("2003-08-28", None), None);
+        assert_eq!(class("9472 7916", Some(Cue::Phone)), Some(EntityType::Phone));
+        assert_eq!(
+            runs("call 345-899-3560x4587 now"),
+            [("345-899-3560x4587".into(), "3458993560".into())]
+        );
+        assert_eq!(class("345-899-3560x4587", None), Some(EntityType::Phone));
+        assert!(runs("model 3560x4587b").is_empty());
     }
 }

@@ -130,10 +130,20 @@ fn plausible(c: &Candidate, span: &str, lower_case_text: bool) -> bool {
 
 /// Where the tagger and the rules found the same name or address, one span covering both, with
 /// the rules' score: the rules' evidence with the tagger's extent ("Ms. Szöllösy" found by a
-/// title, "Berta Szöllösy" by the tagger).
+/// title, "Berta Szöllösy" by the tagger). Returns the learned spans no rule found; those that
+/// overlap a number, an e-mail or another type the rules decided are dropped, since those are
+/// the rules' to decide (a phone line under a postal address stays a phone).
 pub(crate) fn widen(rules: &mut [Candidate], learned: Vec<Candidate>) -> Vec<Candidate> {
     let mut alone = Vec::with_capacity(learned.len());
     for l in learned {
+        let theirs = rules.iter().any(|r| {
+            !matches!(r.kind, EntityType::Name | EntityType::Address)
+                && r.start < l.end
+                && l.start < r.end
+        });
+        if theirs {
+            continue;
+        }
         let mut joined = false;
         for r in rules.iter_mut().filter(|r| r.kind == l.kind && r.start < l.end && l.start < r.end)
         {
