@@ -52,12 +52,10 @@ fn atom(text: &str, at: usize) -> Option<(Atom, usize)> {
         // A phone's extension ("3560x4587") belongs to the run, its digits do not.
         let extension = bytes.get(end) == Some(&b'x')
             && bytes.get(end + 1).is_some_and(u8::is_ascii_digit)
-            && !bytes.get(end + 1..).is_some_and(|rest| {
-                rest.iter()
-                    .skip_while(|b| b.is_ascii_digit())
-                    .next()
-                    .is_some_and(u8::is_ascii_alphabetic)
-            });
+            && !bytes[end + 1..]
+                .iter()
+                .find(|b| !b.is_ascii_digit())
+                .is_some_and(u8::is_ascii_alphabetic);
         if attached(at.checked_sub(1).and_then(|i| bytes.get(i)))
             || (attached(bytes.get(end)) && !extension)
         {
