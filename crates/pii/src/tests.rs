@@ -120,6 +120,22 @@ fn a_contact_lens_file_keeps_its_shape_and_moves_quoted_offsets() {
     ] {
         assert_eq!(transcript[key], original[key], "{key}");
     }
+    // Fields keep their order, at the top and in every turn, so the redacted file diffs cleanly
+    // against the original (a new ContentMetadata key goes last).
+    let keys = |v: &Value| v.as_object().expect("object").keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&transcript), keys(&original));
+    assert_ne!(
+        keys(&original),
+        {
+            let mut sorted = keys(&original);
+            sorted.sort();
+            sorted
+        },
+        "the fixture's keys are not sorted"
+    );
+    for (new, old) in turns.iter().zip(original["Transcript"].as_array().expect("turns")) {
+        assert_eq!(keys(new), keys(old));
+    }
 }
 
 #[test]
