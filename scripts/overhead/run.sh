@@ -35,6 +35,10 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "${pid}" 2>/dev/null || true; done
+  # The bare servers start in command substitutions, which cannot add to PIDS: their pid files.
+  for file in "${WORK}"/bare.*.pid; do
+    [[ -f "${file}" ]] && kill "$(cat "${file}")" 2>/dev/null || true
+  done
   rm -rf "${WORK}"
 }
 trap cleanup EXIT
