@@ -11,6 +11,11 @@ const STATES: &str = "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connec
 const STATE_CODES: &str = "AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC";
 /// Street suffixes, also what ends a run of capitalised words that is a street and not a person.
 pub(crate) const SUFFIXES: &str = "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Trail|Trl|Loop|Square|Sq|Alley|Crescent|Row|Path|Pike|Plaza";
+/// Whether `word` is one of the street suffixes ("st", "Avenue"), in any case.
+pub(crate) fn is_street_suffix(word: &str) -> bool {
+    SUFFIXES.split('|').any(|suffix| suffix.eq_ignore_ascii_case(word))
+}
+
 const NUMBER_WORDS: &str = "zero|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand";
 
 /// The compiled address patterns.

@@ -10,7 +10,7 @@ use regex::Regex;
 use crate::Candidate;
 
 mod words;
-use crate::address::SUFFIXES;
+use crate::address::is_street_suffix;
 use crate::cues::{Cue, CueContext};
 use crate::entity::EntityType;
 use crate::text::{self, Word};
@@ -302,9 +302,7 @@ fn names_a_business(text: &str, words: &[Word], i: usize) -> bool {
 
 fn is_organisation_or_street(word: &str) -> bool {
     let lowered = word.to_ascii_lowercase();
-    ORGANISATION.contains(&lowered.as_str())
-        || SUFFIXES.split('|').any(|suffix| suffix.eq_ignore_ascii_case(word))
-        || word == "&"
+    ORGANISATION.contains(&lowered.as_str()) || is_street_suffix(word) || word == "&"
 }
 
 fn is_location_before(before: &str) -> bool {

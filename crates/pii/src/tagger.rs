@@ -119,7 +119,7 @@ fn plausible(c: &Candidate, span: &str, lower_case_text: bool) -> bool {
             for w in words {
                 number |= w.chars().any(|ch| ch.is_ascii_digit());
                 word |= w.chars().filter(|ch| ch.is_alphabetic()).count() >= 2;
-                street |= crate::address::SUFFIXES.split('|').any(|s| s.eq_ignore_ascii_case(w));
+                street |= crate::address::is_street_suffix(w);
             }
             let money = span.contains('$') || span.contains("dollar") || span.contains("cents");
             !money && ((number && word) || street)

@@ -4,7 +4,7 @@
 
 use crfs::Attribute;
 
-use crate::address::SUFFIXES;
+use crate::address::is_street_suffix;
 use crate::names::Names;
 
 /// A word, a number or one punctuation mark (a line break counts: addresses span lines), in bytes.
@@ -112,7 +112,7 @@ impl Seen {
             shape: shape(word),
             first: bucket(first),
             last: bucket(last),
-            street: SUFFIXES.split('|').any(|s| s.eq_ignore_ascii_case(word)),
+            street: is_street_suffix(word),
             lower,
         }
     }
