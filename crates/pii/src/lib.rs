@@ -123,8 +123,7 @@ impl Detector {
             self.addresses.find(text, &mut candidates);
             self.names.find(text, &words, context, &mut candidates);
             if let Some(tagger) = &self.tagger {
-                let mut learned = Vec::new();
-                tagger.find(&self.names, text, &mut learned);
+                let mut learned = tagger.find(&self.names, text);
                 learned.retain(|c| {
                     c.kind != EntityType::Name || !self.names.rejects(text, &words, c.start, c.end)
                 });

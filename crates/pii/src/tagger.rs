@@ -50,14 +50,15 @@ impl Tagger {
         Self { crf }
     }
 
-    /// Names and addresses in `text`, added to `out` as candidates.
-    pub fn find(&self, names: &Names, text: &str, out: &mut Vec<Candidate>) {
+    /// Names and addresses in `text`, as candidates.
+    pub fn find(&self, names: &Names, text: &str) -> Vec<Candidate> {
+        let mut out = Vec::new();
         let tokens = tokens(text);
         if tokens.is_empty() {
-            return;
+            return out;
         }
         let xseq = features::attributes(names, text, &tokens);
-        let Ok(labels) = self.crf.tag(&xseq) else { return };
+        let Ok(labels) = self.crf.tag(&xseq) else { return out };
         let mut open: Option<Candidate> = None;
         let mut broken = false;
         for (i, (token, label)) in tokens.iter().zip(labels).enumerate() {
@@ -100,7 +101,8 @@ impl Tagger {
         }
         out.extend(open);
         let lower_case_text = !text.chars().any(char::is_uppercase);
-        out.retain(|c| c.score != SCORE || plausible(c, &text[c.start..c.end], lower_case_text));
+        out.retain(|c| plausible(c, &text[c.start..c.end], lower_case_text));
+        out
     }
 }
 
