@@ -129,6 +129,17 @@ def newman(binary, work, collection, env_vars, data=None, insecure=False):
     return failures
 
 
+def on_server(oxserve, newman_binary, work, config, collection, ports, **newman_args):
+    """Runs a collection against a server of its own, started with `config`; `ports` maps the
+    collection's port variables to the server's listeners."""
+    server = Server(oxserve, work / collection, config)
+    try:
+        env_vars = {"hostname": "127.0.0.1", **{var: server.port[l] for var, l in ports.items()}}
+        return newman(newman_binary, work, collection, env_vars, **newman_args)
+    finally:
+        server.stop()
+
+
 def main():
     oxserve, newman_binary = sys.argv[1], sys.argv[2]
     problems = []
@@ -144,26 +155,17 @@ def main():
         common = (f"model_store={store}\ndisable_token_authorization=true\nenable_model_api=true\n"
                   "grpc_inference_port=0\ngrpc_management_port=0\ndrain_timeout=5\n")
 
-        server = Server(oxserve, work / "management", plain + common)
-        try:
-            failures = newman(newman_binary, work, "management_api_test_collection",
-                              {"hostname": "127.0.0.1", "mgmt-port": server.port["management"],
-                               "pred-port": server.port["inference"]},
-                              data="management_data.json")
-        finally:
-            server.stop()
+        http_ports = {"mgmt-port": "management", "pred-port": "inference"}
+        failures = on_server(oxserve, newman_binary, work, plain + common,
+                             "management_api_test_collection", http_ports,
+                             data="management_data.json")
         problems += settle("management row", failures, DIFFERENCES["management"])
 
         inference = plain.replace("metrics_address=http://127.0.0.1:0",
                                   f"metrics_address=http://127.0.0.1:{METRICS_PORT}")
-        server = Server(oxserve, work / "inference", inference + common)
-        try:
-            failures = newman(newman_binary, work, "inference_api_test_collection",
-                              {"hostname": "127.0.0.1", "mgmt-port": server.port["management"],
-                               "pred-port": server.port["inference"]},
-                              data="inference_data.json")
-        finally:
-            server.stop()
+        failures = on_server(oxserve, newman_binary, work, inference + common,
+                             "inference_api_test_collection", http_ports,
+                             data="inference_data.json")
         problems += settle("inference row", failures, DIFFERENCES["inference"], ONLY)
 
         tls = ROOT / "tests" / "fixtures" / "tls"
@@ -171,15 +173,10 @@ def main():
                  "metrics_address=https://127.0.0.1:0\n"
                  f"certificate_file={tls / 'localhost-cert.pem'}\n"
                  f"private_key_file={tls / 'localhost-key.pem'}\n")
-        server = Server(oxserve, work / "https", https + common)
-        try:
-            failures = newman(newman_binary, work, "https_test_collection",
-                              {"hostname": "127.0.0.1", "sec-pred-port": server.port["inference"],
-                               "sec-mgmt-port": server.port["management"],
-                               "sec-metric-port": server.port["metrics"]},
-                              insecure=True)
-        finally:
-            server.stop()
+        failures = on_server(oxserve, newman_binary, work, https + common, "https_test_collection",
+                             {"sec-pred-port": "inference", "sec-mgmt-port": "management",
+                              "sec-metric-port": "metrics"},
+                             insecure=True)
         problems += settle("https row", failures, DIFFERENCES["https"])
     if problems:
         print("\n".join(["FAILED:"] + problems))
