@@ -35,7 +35,7 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "${pid}" 2>/dev/null || true; done
-  # The bare servers start in command substitutions, which cannot add to PIDS: their pid files.
+  # The bare servers start in command substitutions, which cannot add to PIDS: by their pid files.
   for file in "${WORK}"/bare.*.pid; do
     [[ -f "${file}" ]] && kill "$(cat "${file}")" 2>/dev/null || true
   done
@@ -82,7 +82,6 @@ curl -sf --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: tra
 
 bare() { # answer-file content-type -> prints the bare server's address
   target/release/examples/bare_http "$1" "$2" > "${WORK}/bare.$3.out" &
-  PIDS+=("$!")
   echo "$!" > "${WORK}/bare.$3.pid"
   for _ in $(seq 100); do
     grep -q listening "${WORK}/bare.$3.out" 2>/dev/null && break
