@@ -141,16 +141,13 @@ pub(crate) fn attributes(names: &Names, text: &str, tokens: &[Token]) -> Vec<Vec
             attrs.push(Attribute::new("bias", 1.0));
             let own = &seen[i];
             own.describe("", &mut attrs);
-            let chars: Vec<char> = own.lower.chars().collect();
-            let n = chars.len();
-            attrs.push(Attribute::new(
-                format!("p2={}", chars[..n.min(2)].iter().collect::<String>()),
-                1.0,
-            ));
-            attrs.push(Attribute::new(
-                format!("s3={}", chars[n.saturating_sub(3)..].iter().collect::<String>()),
-                1.0,
-            ));
+            // The first two and last three characters, sliced where they fall in the word.
+            let lower = own.lower.as_str();
+            let n = lower.chars().count();
+            let p2 = lower.char_indices().nth(2).map_or(lower.len(), |(i, _)| i);
+            let s3 = lower.char_indices().rev().nth(2).map_or(0, |(i, _)| i);
+            attrs.push(Attribute::new(format!("p2={}", &lower[..p2]), 1.0));
+            attrs.push(Attribute::new(format!("s3={}", &lower[s3..]), 1.0));
             attrs.push(Attribute::new(format!("len={}", n.min(9)), 1.0));
             if text[token.start..token.end].chars().any(|c| c.is_alphabetic() && !c.is_ascii()) {
                 attrs.push(Attribute::new("accented", 1.0));
